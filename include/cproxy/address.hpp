@@ -1,0 +1,46 @@
+// Socket addresses: parsing `ADDR:PORT` / `[IPv6]:PORT`, formatting, comparing.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace cproxy {
+
+struct SocketAddress {
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+
+    const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
+    sockaddr* get() noexcept { return reinterpret_cast<sockaddr*>(&storage); }
+    int family() const noexcept { return storage.ss_family; }
+    std::uint16_t port() const noexcept;
+    void set_port(std::uint16_t port) noexcept;
+    bool is_loopback() const noexcept;
+    bool is_unspecified() const noexcept;  // 0.0.0.0 or ::
+};
+
+bool operator==(const SocketAddress& a, const SocketAddress& b) noexcept;
+
+// Writes "1.2.3.4:80" or "[::1]:80" into `out` (NUL-terminated); returns its length.
+std::size_t format_address(const SocketAddress& address, char* out, std::size_t capacity) noexcept;
+std::string to_string(const SocketAddress& address);
+
+// Host and port split from "host:port" or "[v6]:port"; host keeps no brackets.
+struct HostPort {
+    std::string_view host;
+    std::uint16_t port = 0;
+};
+// `default_port` of 0 means the port is required. Port 0 is returned as given;
+// callers that need a real destination reject it.
+std::optional<HostPort> split_host_port(std::string_view text, std::uint16_t default_port = 0) noexcept;
+
+// An IPv4 or IPv6 literal (no brackets) with a port, or nullopt if `host` is a name.
+std::optional<SocketAddress> parse_ip_literal(std::string_view host, std::uint16_t port) noexcept;
+
+}  // namespace cproxy

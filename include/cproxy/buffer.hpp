@@ -1,0 +1,90 @@
+// Fixed-size I/O buffers from a per-worker pool.
+//
+// The pool reserves address space for every buffer it may ever hand out in one
+// mapping at start-up; the kernel backs a page only once a buffer is first used,
+// so memory follows the busiest moment, not the configured capacity, and taking
+// or returning a buffer on the request path is a free-list pop or push.
+// A session holds a buffer only while bytes are in flight or a head is incomplete.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string_view>
+
+namespace cproxy {
+
+inline constexpr std::uint32_t buffer_size = 16384;
+
+class Buffer {
+public:
+    // Bytes waiting to be consumed.
+    const char* data() const noexcept { return storage_ + begin_; }
+    char* data() noexcept { return storage_ + begin_; }
+    std::uint32_t size() const noexcept { return end_ - begin_; }
+    bool empty() const noexcept { return begin_ == end_; }
+    std::string_view view() const noexcept { return {data(), size()}; }
+
+    // Free space after the data.
+    char* space() noexcept { return storage_ + end_; }
+    std::uint32_t space_size() const noexcept { return buffer_size - end_; }
+
+    void commit(std::uint32_t n) noexcept { end_ += n; }
+    void consume(std::uint32_t n) noexcept {
+        begin_ += n;
+        if (begin_ == end_) begin_ = end_ = 0;
+    }
+    // Moves the data to the start so a head always begins at a fixed address.
+    void compact() noexcept {
+        if (begin_ == 0) return;
+        std::memmove(storage_, storage_ + begin_, size());
+        end_ -= begin_;
+        begin_ = 0;
+    }
+    void clear() noexcept { begin_ = end_ = 0; }
+    // Sets how many bytes the data holds, after the caller rewrote it in place.
+    void resize(std::uint32_t size) noexcept { end_ = begin_ + size; }
+
+private:
+    friend class BufferPool;
+    char* storage_ = nullptr;
+    std::uint32_t begin_ = 0;
+    std::uint32_t end_ = 0;
+    Buffer* next_free_ = nullptr;
+};
+
+class BufferPool {
+public:
+    explicit BufferPool(std::uint32_t count);
+    ~BufferPool();
+    BufferPool(const BufferPool&) = delete;
+    BufferPool& operator=(const BufferPool&) = delete;
+
+    // nullptr when every buffer is out: the caller applies backpressure.
+    Buffer* acquire() noexcept {
+        Buffer* buffer = free_head_;
+        if (!buffer) return nullptr;
+        free_head_ = buffer->next_free_;
+        buffer->clear();
+        ++in_use_;
+        return buffer;
+    }
+    void release(Buffer* buffer) noexcept {
+        buffer->next_free_ = free_head_;
+        free_head_ = buffer;
+        --in_use_;
+    }
+    std::uint32_t in_use() const noexcept { return in_use_; }
+    std::uint32_t capacity() const noexcept { return count_; }
+
+private:
+    std::unique_ptr<Buffer[]> buffers_;
+    char* region_ = nullptr;
+    std::size_t region_size_ = 0;
+    Buffer* free_head_ = nullptr;
+    std::uint32_t count_;
+    std::uint32_t in_use_ = 0;
+};
+
+}  // namespace cproxy

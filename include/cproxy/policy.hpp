@@ -1,0 +1,36 @@
+// Who may use the proxy and for what: Basic proxy authentication and the CONNECT
+// port list. Pure functions over the request's fields; no I/O.
+#pragma once
+
+#include <bitset>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cproxy {
+
+// Decodes standard base64 (RFC 4648 §4, padding required) into `out`; returns
+// the decoded length, or nullopt on malformed input or insufficient capacity.
+std::optional<std::size_t> base64_decode(std::string_view in, char* out, std::size_t capacity) noexcept;
+
+class Authenticator {
+public:
+    explicit Authenticator(std::vector<std::string> user_pass_pairs);
+    bool required() const noexcept { return !credentials_.empty(); }
+    // Checks a Proxy-Authorization field value. Every configured pair is
+    // compared in full, so the time taken does not reveal how close a guess was.
+    // On success returns the user name, a view into `scratch`.
+    std::optional<std::string_view> check(std::string_view field_value, char* scratch,
+                                          std::size_t scratch_size) const noexcept;
+
+private:
+    std::vector<std::string> credentials_;
+};
+
+inline bool connect_port_allowed(const std::bitset<65536>& ports, unsigned port) noexcept {
+    return port < 65536 && ports.test(port);
+}
+
+}  // namespace cproxy

@@ -1,0 +1,33 @@
+// The edge-triggered epoll loop's system-call surface: the only file that calls
+// epoll_*. Sockets are registered once for read, write and peer-shutdown
+// readiness; the session keeps "can read / can write" in user space and never
+// calls epoll_ctl again for the socket's lifetime (closing it deregisters it).
+#pragma once
+
+#include <sys/epoll.h>
+
+#include <cstdint>
+
+#include "cproxy/fd.hpp"
+
+namespace cproxy {
+
+class Reactor {
+public:
+    static constexpr int max_events = 256;
+
+    Reactor();  // throws std::system_error
+    // Registers `fd` edge-triggered for in, out and peer shutdown; false on failure.
+    bool add(int fd, std::uint64_t token) noexcept;
+    // Registers `fd` edge-triggered for input only (listeners, eventfd, signalfd).
+    bool add_input(int fd, std::uint64_t token) noexcept;
+    // Waits up to timeout_ms (-1: forever); returns the number of events (0 on EINTR).
+    int wait(int timeout_ms) noexcept;
+    const epoll_event& event(int i) const noexcept { return events_[i]; }
+
+private:
+    Fd epoll_;
+    epoll_event events_[max_events];
+};
+
+}  // namespace cproxy

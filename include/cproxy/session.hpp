@@ -1,0 +1,127 @@
+// The state of one client session. A session is a slot in the worker's slab:
+// plain data, reset on reuse; the worker's state machine (session.cpp) moves it
+// through these phases:
+//
+//            accept
+//              │
+//              ▼
+//   ┌──► ReadingHead ──(head parsed, policy ok)──► Resolving ──► Connecting ─┐
+//   │        │  │                        └──(IP literal / cache / kept upstream)┤
+//   │        │  └─(refused: 400/403/407/…)──► Responding ──┐                   │
+//   │        │                                    │ close   ▼                  ▼
+//   │        │                                    │       Lingering     CONNECT? ──yes──► Tunnel
+//   │        ▼                                    │          │               │no
+//   │      close ◄────────────────────────────────┴──────────┘               ▼
+//   └──────────────(response complete, keep-alive)────────────────────── Exchanging
+//
+// An idle keep-alive session (ReadingHead, nothing buffered) holds its slot, its
+// client socket and possibly one kept upstream socket: no buffer, no pipe.
+#pragma once
+
+#include <cstdint>
+
+#include "cproxy/address.hpp"
+#include "cproxy/buffer.hpp"
+#include "cproxy/fd.hpp"
+#include "cproxy/http_parser.hpp"
+#include "cproxy/tunnel.hpp"
+
+namespace cproxy {
+
+// Room kept free behind a head while it is read, so rewriting it in place
+// (a Via field, a Host field, Connection: close) always fits in its buffer.
+inline constexpr std::uint32_t head_headroom = 512;
+inline constexpr std::uint32_t head_limit = buffer_size - head_headroom;
+
+enum class Phase : std::uint8_t {
+    ReadingHead,
+    Resolving,
+    Connecting,
+    Exchanging,
+    Tunnel,
+    Responding,  // writing a response the proxy made itself
+    Lingering,   // response sent, write side shut: draining input before close
+};
+
+// Why a request or session ended: the END field of the access log.
+enum class EndReason : std::uint8_t {
+    Done,
+    ClientClosed,
+    ClientReset,
+    UpstreamClosed,
+    UpstreamReset,
+    UpstreamTruncated,
+    UpstreamBadResponse,
+    ConnectFailed,
+    ResolveFailed,
+    TimeoutHeader,
+    TimeoutIdle,
+    TimeoutConnect,
+    TimeoutResponse,
+    TimeoutTunnel,
+    BadRequest,
+    Refused,
+    TunnelReset,
+    NoResources,
+    Shutdown,
+};
+
+const char* end_reason_text(EndReason reason) noexcept;
+
+struct Session {
+    Fd client;
+    Fd upstream;
+    Buffer* request = nullptr;   // bytes from the client, the head at its start
+    Buffer* response = nullptr;  // bytes for the client
+    http::RequestParser request_parser{head_limit};
+    http::ResponseParser response_parser{head_limit};
+    http::ChunkedDecoder chunked;
+    RelayDirection to_upstream;  // tunnel only
+    RelayDirection to_client;
+    SocketAddress client_address;
+    SocketAddress destination;       // where the current request goes
+    SocketAddress upstream_address;  // where `upstream` is connected, kept for reuse
+
+    std::uint64_t phase_started_ms = 0;  // head start, connect start, linger start
+    std::uint64_t last_activity_ms = 0;
+    std::uint64_t request_started_ms = 0;
+    std::uint64_t request_remaining = 0;   // Content-Length body bytes not yet classified
+    std::uint64_t response_remaining = 0;
+    std::uint64_t bytes_in = 0;   // this request, from the client
+    std::uint64_t bytes_out = 0;  // this request, to the client
+    std::uint32_t request_unsent = 0;   // bytes at request->data() that belong upstream
+    std::uint32_t response_unsent = 0;  // bytes at response->data() that belong to the client
+    std::uint32_t head_length = 0;      // the request head as received
+    std::uint16_t status = 0;
+    std::uint16_t target_port = 0;      // while the name is being resolved
+    Phase phase = Phase::ReadingHead;
+    EndReason end = EndReason::Done;
+    http::BodyKind request_body = http::BodyKind::None;
+    http::BodyKind response_body = http::BodyKind::None;
+
+    bool client_can_read = false;
+    bool client_can_write = false;
+    bool upstream_can_read = false;
+    bool upstream_can_write = false;
+    bool head_started = false;       // bytes of a request head have arrived
+    bool served_request = false;     // a request completed on this connection
+    bool upstream_reused = false;
+    bool upstream_reusable = false;  // the response left the upstream connection usable
+    bool request_complete = false;   // whole request classified
+    bool response_head_done = false;
+    bool response_complete = false;
+    bool response_started = false;   // bytes of this response reached the client
+    bool keep_client = false;        // client connection persists after this response
+    bool legacy_keep_alive = false;  // HTTP/1.0 client that asked for keep-alive
+    bool head_method = false;
+    bool connect_method = false;
+    bool close_after_response = false;
+    bool retry_queued = false;
+    bool in_request = false;         // a request is being handled: log it when it ends
+
+    char method[16] = {};
+    char target[112] = {};
+    char user[32] = {};
+};
+
+}  // namespace cproxy

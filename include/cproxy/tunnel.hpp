@@ -1,0 +1,83 @@
+// Relaying one direction of a byte stream (a CONNECT tunnel) from one socket to
+// another: splice(2) through a pooled pipe so the bytes never enter user space,
+// or a pooled buffer copy when no pipe is free or splice is not supported.
+//
+// Per direction, each call to relay():
+//
+//   flush buffer ──► flush pipe ──► source at EOF? ── yes ──► shutdown(to, SHUT_WR) ► Finished
+//        ▲                                │ no
+//        └────── refill (splice into an empty pipe, or recv into the buffer) ◄──┘
+//
+// A refill is only attempted into an empty pipe, so EAGAIN from splice(socket →
+// pipe) always means "socket drained", never "pipe full". Idle directions give
+// their pipe and buffer back, so an idle tunnel holds neither.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "cproxy/buffer.hpp"
+
+namespace cproxy {
+
+struct Pipe {
+    int read_end = -1;
+    int write_end = -1;
+};
+
+class PipePool {
+public:
+    static constexpr std::size_t pipe_capacity = 65536;
+
+    explicit PipePool(std::uint32_t max_pipes);
+    ~PipePool();
+    PipePool(const PipePool&) = delete;
+    PipePool& operator=(const PipePool&) = delete;
+
+    // A reusable empty pipe, a new one while under the cap, or an invalid Pipe.
+    Pipe acquire() noexcept;
+    void release(Pipe pipe) noexcept;  // the pipe must be empty
+    void destroy(Pipe pipe) noexcept;  // still holds bytes, or broken
+    std::uint32_t in_use() const noexcept { return in_use_; }
+    std::uint32_t created() const noexcept { return created_; }
+
+private:
+    std::vector<Pipe> free_;
+    std::uint32_t max_pipes_;
+    std::uint32_t created_ = 0;
+    std::uint32_t in_use_ = 0;
+};
+
+struct RelayDirection {
+    Pipe pipe;
+    std::uint32_t pipe_bytes = 0;
+    Buffer* buffer = nullptr;  // bytes read before the tunnel began, or the copy path
+    bool source_eof = false;
+    bool finished = false;     // EOF relayed as shutdown(SHUT_WR)
+    bool copy_only = false;    // splice refused for this socket pair
+    std::uint64_t bytes = 0;
+    std::uint64_t spliced_bytes = 0;
+};
+
+struct RelayContext {
+    BufferPool& buffers;
+    PipePool& pipes;
+    bool splice_enabled;
+    std::size_t budget;  // bytes this call may move before yielding to other sessions
+};
+
+enum class RelayResult : std::uint8_t {
+    Waiting,      // needs readiness on one of the sockets
+    Finished,     // source ended and everything was delivered
+    Yield,        // budget spent or no buffer free: call again soon
+    Error,        // a socket failed (reset, broken pipe)
+};
+
+RelayResult relay(RelayDirection& direction, int from, int to, bool& can_read, bool& can_write,
+                  const RelayContext& context) noexcept;
+
+// Gives back the direction's pipe (destroyed if it still holds bytes) and buffer.
+void release_relay(RelayDirection& direction, BufferPool& buffers, PipePool& pipes) noexcept;
+
+}  // namespace cproxy

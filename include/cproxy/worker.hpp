@@ -1,0 +1,118 @@
+// One worker: an edge-triggered epoll loop that owns every session it accepts
+// and every resource those sessions use (slab, buffers, pipes, timers, resolver,
+// counters). Nothing in it is shared with another thread but the resolver's
+// hand-off queue.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "cproxy/buffer.hpp"
+#include "cproxy/config.hpp"
+#include "cproxy/fd.hpp"
+#include "cproxy/http_parser.hpp"
+#include "cproxy/log.hpp"
+#include "cproxy/policy.hpp"
+#include "cproxy/reactor.hpp"
+#include "cproxy/resolver.hpp"
+#include "cproxy/session.hpp"
+#include "cproxy/slab.hpp"
+#include "cproxy/timer_wheel.hpp"
+#include "cproxy/tunnel.hpp"
+
+namespace cproxy {
+
+struct Counters {
+    std::uint64_t accepted = 0;
+    std::uint64_t refused = 0;  // answered 503 for lack of a slot or a descriptor
+    std::uint64_t requests = 0;
+    std::uint64_t tunnels = 0;
+    std::uint64_t failures = 0;  // requests answered with a local 4xx/5xx or aborted
+    std::uint64_t bytes_in = 0;  // from clients
+    std::uint64_t bytes_out = 0; // to clients
+    std::uint64_t spliced = 0;
+};
+
+struct WorkerLimits {
+    std::uint32_t max_connections;
+    std::uint32_t max_pipes;
+};
+
+class Worker {
+public:
+    // `listeners` are bound, listening, non-blocking sockets; `stop_fd` is a
+    // signalfd whose readiness ends the loop.
+    Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd stop_fd);
+    ~Worker();
+    void run();
+    const Counters& counters() const noexcept { return counters_; }
+    std::uint32_t open_sessions() const noexcept { return sessions_.used(); }
+
+private:
+    enum class Step : std::uint8_t { Progress, Wait, Closed };
+
+    // worker.cpp: the loop, accepting, refusing, timers
+    void accept_clients(int listener) noexcept;
+    void refuse(int fd, const char* why) noexcept;
+    void overload_episode(const char* why) noexcept;
+    void on_session_event(std::uint32_t index, std::uint32_t generation, bool upstream,
+                          std::uint32_t events) noexcept;
+    void on_timer(std::uint32_t index) noexcept;
+    void on_resolved(const Resolver::Answer& answer, std::string_view host) noexcept;
+    void run_retries() noexcept;
+    void queue_retry(std::uint32_t index) noexcept;
+    void update_deadline(std::uint32_t index) noexcept;
+    std::uint64_t deadline_for(const Session& s) const noexcept;
+
+    // session.cpp: the per-session state machine
+    void drive(std::uint32_t index) noexcept;
+    Step read_head(std::uint32_t index) noexcept;
+    Step on_request_head(std::uint32_t index, const http::RequestHead& head) noexcept;
+    Step route(std::uint32_t index, std::string_view host, std::uint16_t port) noexcept;
+    Step start_upstream(std::uint32_t index) noexcept;
+    Step finish_connect(std::uint32_t index) noexcept;
+    Step on_upstream_ready(std::uint32_t index) noexcept;
+    Step exchange(std::uint32_t index) noexcept;
+    Step process_response_head(std::uint32_t index) noexcept;
+    Step finish_exchange(std::uint32_t index) noexcept;
+    Step tunnel(std::uint32_t index) noexcept;
+    Step respond(std::uint32_t index) noexcept;
+    Step linger(std::uint32_t index) noexcept;
+    Step check_idle_upstream(std::uint32_t index) noexcept;
+    Step fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
+    void classify_request_body(Session& s) noexcept;
+    bool classify_response_body(Session& s) noexcept;
+    void start_reading_head(Session& s) noexcept;
+    void close_upstream(Session& s) noexcept;
+    void log_request(Session& s) noexcept;
+    Step close_session(std::uint32_t index, EndReason reason) noexcept;
+    bool is_own_address(const SocketAddress& address) const noexcept;
+    std::uint64_t token(std::uint32_t index, bool upstream) const noexcept;
+
+    const Config& config_;
+    Authenticator authenticator_;
+    std::vector<Fd> listeners_;
+    std::vector<SocketAddress> listen_addresses_;
+    Fd stop_fd_;
+    Fd spare_fd_;  // closed to accept-and-refuse when descriptors run out
+    Reactor reactor_;
+    Slab<Session> sessions_;
+    BufferPool buffers_;
+    PipePool pipes_;
+    TimerWheel timers_;
+    Resolver resolver_;
+    AccessLog access_log_;
+    Counters counters_;
+    std::vector<std::uint32_t> retry_;
+    std::vector<std::uint32_t> retry_now_;
+    std::uint64_t now_ms_ = 0;
+    bool overloaded_ = false;
+    bool splice_enabled_;
+    bool stopping_ = false;
+    http::RequestHead request_head_;
+    http::ResponseHead response_head_;
+    char scratch_[buffer_size];
+};
+
+}  // namespace cproxy

@@ -1,0 +1,825 @@
+// The per-session state machine (phases and diagram in include/cproxy/session.hpp).
+//
+// Every readiness event sets a "can read / can write" flag on the session and
+// calls drive(), which runs the current phase's step until it reports Wait (the
+// next move needs readiness the kernel has not signalled) or Closed. Each step
+// does real work or returns Wait, so drive() cannot spin.
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "cproxy/forward.hpp"
+#include "cproxy/worker.hpp"
+
+namespace cproxy {
+
+namespace {
+
+constexpr std::size_t tunnel_budget = 256 * 1024;
+constexpr std::string_view via_name = "cproxy";
+constexpr std::string_view connection_established = "HTTP/1.1 200 Connection established\r\n\r\n";
+
+bool would_block(int error) noexcept { return error == EAGAIN || error == EWOULDBLOCK; }
+
+void copy_field(char* out, std::size_t capacity, std::string_view text) noexcept {
+    std::size_t n = std::min(text.size(), capacity - 1);
+    for (std::size_t i = 0; i < n; ++i) {
+        unsigned char c = static_cast<unsigned char>(text[i]);
+        out[i] = c > 0x20 && c < 0x7f ? static_cast<char>(c) : '_';  // keep log fields one token
+    }
+    out[n] = '\0';
+}
+
+// Replaces `old_length` bytes of head at `offset` (from data()) with `head`,
+// keeping whatever follows it. False if the result would not fit.
+bool replace_head(Buffer& buffer, std::uint32_t offset, std::uint32_t old_length,
+                  const char* head, std::size_t new_length) noexcept {
+    buffer.compact();
+    std::uint32_t tail = buffer.size() - offset - old_length;
+    if (offset + new_length + tail > buffer_size) return false;
+    std::memmove(buffer.data() + offset + new_length, buffer.data() + offset + old_length, tail);
+    std::memcpy(buffer.data() + offset, head, new_length);
+    buffer.resize(offset + static_cast<std::uint32_t>(new_length) + tail);
+    return true;
+}
+
+const http::Header* find_header(const http::RequestHead& head, std::string_view name) noexcept {
+    for (std::size_t i = 0; i < head.header_count; ++i)
+        if (http::iequals(head.headers[i].name, name)) return &head.headers[i];
+    return nullptr;
+}
+
+const char* reason_phrase(int status) noexcept {
+    switch (status) {
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    case 508: return "Loop Detected";
+    default: return "Error";
+    }
+}
+
+}  // namespace
+
+const char* end_reason_text(EndReason reason) noexcept {
+    switch (reason) {
+    case EndReason::Done: return "done";
+    case EndReason::ClientClosed: return "client-closed";
+    case EndReason::ClientReset: return "client-reset";
+    case EndReason::UpstreamClosed: return "upstream-closed";
+    case EndReason::UpstreamReset: return "upstream-reset";
+    case EndReason::UpstreamTruncated: return "upstream-truncated";
+    case EndReason::UpstreamBadResponse: return "upstream-bad-response";
+    case EndReason::ConnectFailed: return "connect-failed";
+    case EndReason::ResolveFailed: return "resolve-failed";
+    case EndReason::TimeoutHeader: return "timeout-header";
+    case EndReason::TimeoutIdle: return "timeout-idle";
+    case EndReason::TimeoutConnect: return "timeout-connect";
+    case EndReason::TimeoutResponse: return "timeout-response";
+    case EndReason::TimeoutTunnel: return "timeout-tunnel";
+    case EndReason::BadRequest: return "bad-request";
+    case EndReason::Refused: return "refused";
+    case EndReason::TunnelReset: return "tunnel-reset";
+    case EndReason::NoResources: return "no-resources";
+    case EndReason::Shutdown: return "shutdown";
+    }
+    return "-";
+}
+
+void Worker::drive(std::uint32_t index) noexcept {
+    while (true) {
+        Session& s = sessions_[index];
+        Step step = Step::Wait;
+        switch (s.phase) {
+        case Phase::ReadingHead: step = read_head(index); break;
+        case Phase::Resolving: step = Step::Wait; break;
+        case Phase::Connecting: step = finish_connect(index); break;
+        case Phase::Exchanging: step = exchange(index); break;
+        case Phase::Tunnel: step = tunnel(index); break;
+        case Phase::Responding: step = respond(index); break;
+        case Phase::Lingering: step = linger(index); break;
+        }
+        if (step == Step::Closed) return;
+        if (step == Step::Wait) {
+            update_deadline(index);
+            return;
+        }
+        s.last_activity_ms = now_ms_;
+    }
+}
+
+void Worker::start_reading_head(Session& s) noexcept {
+    s.phase = Phase::ReadingHead;
+    s.phase_started_ms = now_ms_;
+    s.head_started = false;
+    s.in_request = false;
+    s.request_parser.reset();
+    s.response_parser.reset();
+    s.chunked.reset();
+    s.request_unsent = s.response_unsent = 0;
+    s.request_remaining = s.response_remaining = 0;
+    s.request_body = s.response_body = http::BodyKind::None;
+    s.request_complete = s.response_head_done = s.response_complete = false;
+    s.response_started = s.close_after_response = s.upstream_reused = false;
+    s.head_method = s.connect_method = false;
+    s.status = 0;
+    s.end = EndReason::Done;
+    if (s.request) {
+        if (s.request->empty()) {
+            buffers_.release(s.request);
+            s.request = nullptr;
+        } else {
+            // A pipelined request is already here: its head timer starts now.
+            s.request->compact();
+            s.head_started = true;
+        }
+    }
+}
+
+Worker::Step Worker::check_idle_upstream(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    if (!s.upstream || !s.upstream_can_read) return Step::Wait;
+    // Anything from an idle upstream, data or EOF, means it cannot take another
+    // request: the server closed it or broke the protocol.
+    char probe;
+    ssize_t n = ::recv(s.upstream.get(), &probe, 1, MSG_PEEK);
+    if (n < 0 && would_block(errno)) s.upstream_can_read = false;
+    else close_upstream(s);
+    return Step::Wait;
+}
+
+Worker::Step Worker::read_head(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    check_idle_upstream(index);
+    if (s.client_can_read && (!s.request || s.request->size() < head_limit)) {
+        if (!s.request && !(s.request = buffers_.acquire())) return close_session(index, EndReason::NoResources);
+        ssize_t n = ::recv(s.client.get(), s.request->space(), head_limit - s.request->size(), 0);
+        if (n > 0) {
+            s.request->commit(static_cast<std::uint32_t>(n));
+            counters_.bytes_in += static_cast<std::uint64_t>(n);
+            if (!s.head_started) {
+                s.head_started = true;
+                s.phase_started_ms = now_ms_;
+            }
+        } else if (n == 0) {
+            return close_session(index, EndReason::ClientClosed);
+        } else if (would_block(errno)) {
+            s.client_can_read = false;
+        } else {
+            return close_session(index, EndReason::ClientReset);
+        }
+    }
+    if (!s.request || s.request->empty()) {
+        if (s.request) {
+            buffers_.release(s.request);
+            s.request = nullptr;
+        }
+        return s.client_can_read ? Step::Progress : Step::Wait;
+    }
+    switch (s.request_parser.parse(s.request->view(), request_head_)) {
+    case http::ParseStatus::Partial:
+        if (s.request->size() >= head_limit) {
+            s.close_after_response = true;
+            return fail(index, 431, "request head too large", EndReason::BadRequest);
+        }
+        return s.client_can_read ? Step::Progress : Step::Wait;
+    case http::ParseStatus::Error:
+        s.close_after_response = true;
+        return fail(index, s.request_parser.error_status(), s.request_parser.error_reason(),
+                    EndReason::BadRequest);
+    case http::ParseStatus::Done: break;
+    }
+    return on_request_head(index, request_head_);
+}
+
+Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHead& head) noexcept {
+    Session& s = sessions_[index];
+    ++counters_.requests;
+    s.in_request = true;
+    s.request_started_ms = now_ms_;
+    s.head_length = static_cast<std::uint32_t>(head.length);
+    s.request_unsent = s.head_length;  // a refusal drops exactly the head
+    s.bytes_in = head.length;
+    s.bytes_out = 0;
+    copy_field(s.method, sizeof s.method, head.method);
+    copy_field(s.target, sizeof s.target, head.target);
+    s.user[0] = '\0';
+    s.destination = SocketAddress{};
+    s.head_method = head.method == "HEAD";
+    s.connect_method = head.method == "CONNECT";
+    s.keep_client = forward::client_wants_keep_alive(head);
+    s.legacy_keep_alive = head.version_minor == 0 && s.keep_client;
+
+    auto framing = http::request_framing(head);
+    if (!framing) {
+        s.close_after_response = true;
+        return fail(index, 400, "invalid Content-Length or Transfer-Encoding", EndReason::BadRequest);
+    }
+    s.request_body = framing->kind;
+    s.request_remaining = framing->length;
+
+    if (authenticator_.required()) {
+        const http::Header* credentials = find_header(head, "proxy-authorization");
+        auto user = credentials ? authenticator_.check(credentials->value, scratch_, sizeof scratch_)
+                                : std::nullopt;
+        if (!user) return fail(index, 407, "proxy authentication required", EndReason::Refused);
+        copy_field(s.user, sizeof s.user, *user);
+    }
+
+    Step step;
+    if (s.connect_method) {
+        if (s.request_body != http::BodyKind::None) {
+            s.close_after_response = true;
+            return fail(index, 400, "a CONNECT request cannot carry a body", EndReason::BadRequest);
+        }
+        auto host_port = split_host_port(head.target);
+        if (!host_port || host_port->port == 0)
+            return fail(index, 400, "CONNECT needs a host:port target", EndReason::BadRequest);
+        if (!connect_port_allowed(config_.connect_ports, host_port->port)) {
+            char detail[96];
+            std::snprintf(detail, sizeof detail, "CONNECT to port %u is not allowed (--connect-ports)",
+                          host_port->port);
+            return fail(index, 403, detail, EndReason::Refused);
+        }
+        ++counters_.tunnels;
+        return route(index, host_port->host, host_port->port);
+    }
+
+    forward::RequestRewrite rewrite;
+    rewrite.via_name = via_name;
+    if (!head.target.empty() && head.target.front() == '/') {
+        if (!config_.backend)
+            return fail(index, 400,
+                        "this is a proxy: request an absolute URL (GET http://host/path), "
+                        "or start cproxy with --backend for origin-form requests",
+                        EndReason::BadRequest);
+        rewrite.path = head.target;
+        if (!find_header(head, "host")) rewrite.host = config_.backend->host;
+        s.destination = config_.backend->address;
+        step = start_upstream(index);
+    } else if (forward::has_scheme(head.target)) {
+        auto url = forward::parse_http_url(head.target);
+        if (!url) {
+            bool http_scheme = head.target.size() > 5 && http::iequals(head.target.substr(0, 5), "http:");
+            return fail(index, 400,
+                        http_scheme ? "malformed http:// URL"
+                                    : "only http:// URLs can be forwarded; use CONNECT for https",
+                        EndReason::BadRequest);
+        }
+        rewrite.path = url->path;
+        rewrite.host = url->authority;
+        step = route(index, url->host, url->port);
+    } else {
+        return fail(index, 400, "unsupported request target", EndReason::BadRequest);
+    }
+    if (step == Step::Closed || s.phase == Phase::Responding) return step;
+
+    // The destination is settled (and any name copied to the resolver), so the
+    // head's views may now be overwritten by the rewritten head.
+    std::size_t length = forward::write_request_head(head, rewrite, scratch_, sizeof scratch_);
+    if (length == 0 || !replace_head(*s.request, 0, s.head_length, scratch_, length)) {
+        close_upstream(s);
+        s.close_after_response = true;
+        return fail(index, 431, "request head too large", EndReason::BadRequest);
+    }
+    s.request_unsent = static_cast<std::uint32_t>(length);
+    s.request_complete = s.request_body == http::BodyKind::None;
+    classify_request_body(s);
+    return step;
+}
+
+Worker::Step Worker::route(std::uint32_t index, std::string_view host, std::uint16_t port) noexcept {
+    Session& s = sessions_[index];
+    if (auto literal = parse_ip_literal(host, port)) {
+        s.destination = *literal;
+        return start_upstream(index);
+    }
+    SocketAddress cached;
+    switch (resolver_.lookup(host, now_ms_, cached)) {
+    case Resolver::CacheResult::Hit:
+        cached.set_port(port);
+        s.destination = cached;
+        return start_upstream(index);
+    case Resolver::CacheResult::Failed: {
+        char detail[320];
+        std::snprintf(detail, sizeof detail, "cannot resolve host '%.*s'", static_cast<int>(host.size()),
+                      host.data());
+        return fail(index, 502, detail, EndReason::ResolveFailed);
+    }
+    case Resolver::CacheResult::Miss: break;
+    }
+    std::uint64_t answer_token = index | (static_cast<std::uint64_t>(sessions_.generation(index)) << 32);
+    if (!resolver_.submit(host, answer_token))
+        return fail(index, host.size() > Resolver::max_name ? 400 : 503,
+                    host.size() > Resolver::max_name ? "host name too long" : "name resolution is overloaded",
+                    EndReason::ResolveFailed);
+    s.target_port = port;
+    s.phase = Phase::Resolving;
+    s.phase_started_ms = now_ms_;
+    return Step::Progress;
+}
+
+Worker::Step Worker::start_upstream(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    if (is_own_address(s.destination)) {
+        close_upstream(s);
+        return fail(index, 508, "the request would loop back into this proxy", EndReason::Refused);
+    }
+    if (s.upstream) {
+        check_idle_upstream(index);
+        if (s.upstream && !s.connect_method && s.upstream_address == s.destination) {
+            s.upstream_reused = true;
+            return on_upstream_ready(index);
+        }
+        close_upstream(s);
+    }
+    s.phase = Phase::Connecting;
+    s.phase_started_ms = now_ms_;
+    char where[64];
+    int fd = ::socket(s.destination.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        char detail[128];
+        std::snprintf(detail, sizeof detail, "cannot open an upstream socket: %s", std::strerror(errno));
+        return fail(index, 503, detail, EndReason::NoResources);
+    }
+    s.upstream.reset(fd);
+    s.upstream_address = s.destination;
+    s.upstream_can_read = s.upstream_can_write = false;
+    s.upstream_reusable = false;
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd, s.destination.get(), s.destination.length) != 0 && errno != EINPROGRESS) {
+        int error = errno;
+        close_upstream(s);
+        format_address(s.destination, where, sizeof where);
+        char detail[160];
+        std::snprintf(detail, sizeof detail, "connect %s: %s", where, std::strerror(error));
+        return fail(index, 502, detail, EndReason::ConnectFailed);
+    }
+    if (!reactor_.add(fd, token(index, true))) {
+        close_upstream(s);
+        return fail(index, 503, "cannot watch the upstream socket", EndReason::NoResources);
+    }
+    return Step::Progress;
+}
+
+Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    if (!s.upstream_can_write) return Step::Wait;
+    int error = 0;
+    socklen_t length = sizeof error;
+    ::getsockopt(s.upstream.get(), SOL_SOCKET, SO_ERROR, &error, &length);
+    if (error == EINPROGRESS || error == EALREADY) {
+        s.upstream_can_write = false;
+        return Step::Wait;
+    }
+    if (error != 0) {
+        close_upstream(s);
+        char where[64];
+        format_address(s.destination, where, sizeof where);
+        char detail[160];
+        std::snprintf(detail, sizeof detail, "connect %s: %s", where, std::strerror(error));
+        return fail(index, 502, detail, EndReason::ConnectFailed);
+    }
+    return on_upstream_ready(index);
+}
+
+Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    if (!s.connect_method) {
+        s.phase = Phase::Exchanging;
+        s.phase_started_ms = now_ms_;
+        return Step::Progress;
+    }
+    // Bytes the client sent after the CONNECT head are the tunnel's first bytes.
+    s.request->consume(s.head_length);
+    s.request_unsent = 0;
+    if (!s.response && !(s.response = buffers_.acquire())) return close_session(index, EndReason::NoResources);
+    s.response->clear();
+    std::memcpy(s.response->space(), connection_established.data(), connection_established.size());
+    s.response->commit(static_cast<std::uint32_t>(connection_established.size()));
+    s.to_upstream = RelayDirection{};
+    s.to_client = RelayDirection{};
+    s.to_upstream.buffer = std::exchange(s.request, nullptr);
+    s.to_client.buffer = std::exchange(s.response, nullptr);
+    s.status = 200;
+    s.phase = Phase::Tunnel;
+    return Step::Progress;
+}
+
+void Worker::classify_request_body(Session& s) noexcept {
+    if (s.request_complete || !s.request) return;
+    std::uint32_t unclassified = s.request->size() - s.request_unsent;
+    if (unclassified == 0) return;
+    std::uint32_t taken = 0;
+    if (s.request_body == http::BodyKind::Length) {
+        taken = static_cast<std::uint32_t>(std::min<std::uint64_t>(s.request_remaining, unclassified));
+        s.request_remaining -= taken;
+        s.request_complete = s.request_remaining == 0;
+    } else if (s.request_body == http::BodyKind::Chunked) {
+        auto result = s.chunked.feed({s.request->data() + s.request_unsent, unclassified});
+        if (result.status == http::ParseStatus::Error) {
+            s.request_body = http::BodyKind::UntilClose;  // marks the stream as broken
+            return;
+        }
+        taken = static_cast<std::uint32_t>(result.consumed);
+        s.request_complete = result.status == http::ParseStatus::Done;
+    }
+    s.request_unsent += taken;
+    s.bytes_in += taken;
+}
+
+bool Worker::classify_response_body(Session& s) noexcept {
+    if (s.response_complete || !s.response) return true;
+    std::uint32_t unclassified = s.response->size() - s.response_unsent;
+    if (unclassified == 0) return true;
+    std::uint32_t taken = unclassified;
+    if (s.response_body == http::BodyKind::Length) {
+        taken = static_cast<std::uint32_t>(std::min<std::uint64_t>(s.response_remaining, unclassified));
+        s.response_remaining -= taken;
+        s.response_complete = s.response_remaining == 0;
+    } else if (s.response_body == http::BodyKind::Chunked) {
+        auto result = s.chunked.feed({s.response->data() + s.response_unsent, unclassified});
+        if (result.status == http::ParseStatus::Error) return false;
+        taken = static_cast<std::uint32_t>(result.consumed);
+        s.response_complete = result.status == http::ParseStatus::Done;
+    }
+    s.response_unsent += taken;
+    return true;
+}
+
+Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    std::string_view input = s.response->view().substr(s.response_unsent);
+    switch (s.response_parser.parse(input, response_head_)) {
+    case http::ParseStatus::Partial:
+        if (input.size() >= head_limit) break;
+        return Step::Wait;
+    case http::ParseStatus::Error: break;
+    case http::ParseStatus::Done: {
+        const http::ResponseHead& head = response_head_;
+        std::uint32_t old_length = static_cast<std::uint32_t>(head.length);
+        if (head.status >= 100 && head.status < 200) {
+            if (head.status == 101) break;  // cproxy never forwards Upgrade, so never expects 101
+            std::size_t length = 0;
+            // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+            if (!s.legacy_keep_alive && s.keep_client)
+                length = forward::write_response_head(head, forward::ClientConnection::Persistent,
+                                                      via_name, scratch_, sizeof scratch_);
+            if (!replace_head(*s.response, s.response_unsent, old_length, scratch_, length)) break;
+            s.response_unsent += static_cast<std::uint32_t>(length);
+            s.response_parser.reset();
+            return Step::Progress;
+        }
+        auto framing = http::response_framing(head, s.head_method ? "HEAD" : "GET");
+        if (!framing) break;
+        s.response_body = framing->kind;
+        s.response_remaining = framing->length;
+        s.response_complete = framing->kind == http::BodyKind::None ||
+                              (framing->kind == http::BodyKind::Length && framing->length == 0);
+        s.upstream_reusable = forward::upstream_allows_reuse(head) &&
+                              framing->kind != http::BodyKind::UntilClose;
+        if (framing->kind == http::BodyKind::UntilClose || s.close_after_response || !s.request_complete)
+            s.keep_client = false;
+        auto mode = !s.keep_client ? forward::ClientConnection::Close
+                    : s.legacy_keep_alive ? forward::ClientConnection::KeepAliveLegacy
+                                          : forward::ClientConnection::Persistent;
+        std::size_t length = forward::write_response_head(head, mode, via_name, scratch_, sizeof scratch_);
+        if (length == 0 || !replace_head(*s.response, s.response_unsent, old_length, scratch_, length)) break;
+        s.status = static_cast<std::uint16_t>(head.status);
+        s.response_unsent += static_cast<std::uint32_t>(length);
+        s.response_head_done = true;
+        return Step::Progress;
+    }
+    }
+    close_upstream(s);
+    s.close_after_response = true;
+    return fail(index, 502, "the upstream server sent an invalid response",
+                EndReason::UpstreamBadResponse);
+}
+
+Worker::Step Worker::exchange(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    bool progress = false;
+
+    if (!s.request_complete && s.client_can_read) {
+        if (!s.request && !(s.request = buffers_.acquire())) return close_session(index, EndReason::NoResources);
+        if (s.request->space_size() == 0) s.request->compact();
+        if (s.request->space_size() > 0) {
+            ssize_t n = ::recv(s.client.get(), s.request->space(), s.request->space_size(), 0);
+            if (n > 0) {
+                s.request->commit(static_cast<std::uint32_t>(n));
+                counters_.bytes_in += static_cast<std::uint64_t>(n);
+                progress = true;
+            } else if (n == 0) {
+                return close_session(index, EndReason::ClientClosed);
+            } else if (would_block(errno)) {
+                s.client_can_read = false;
+            } else {
+                return close_session(index, EndReason::ClientReset);
+            }
+        }
+    }
+    classify_request_body(s);
+    if (s.request_body == http::BodyKind::UntilClose) return close_session(index, EndReason::BadRequest);
+
+    if (s.request_unsent > 0 && s.upstream_can_write) {
+        ssize_t n = ::send(s.upstream.get(), s.request->data(), s.request_unsent, MSG_NOSIGNAL);
+        if (n > 0) {
+            s.request->consume(static_cast<std::uint32_t>(n));
+            s.request_unsent -= static_cast<std::uint32_t>(n);
+            if (s.request_unsent == 0 && s.request_complete) s.phase_started_ms = now_ms_;
+            progress = true;
+        } else if (n < 0 && would_block(errno)) {
+            s.upstream_can_write = false;
+        } else {
+            close_upstream(s);
+            if (s.response_started) return close_session(index, EndReason::UpstreamReset);
+            s.close_after_response = true;
+            return fail(index, 502, "the upstream connection failed while sending the request",
+                        EndReason::UpstreamReset);
+        }
+    }
+    if (s.request && s.request->empty() && s.request_complete) {
+        buffers_.release(s.request);
+        s.request = nullptr;
+    }
+
+    bool upstream_ended = false;
+    bool upstream_reset = false;
+    if (!s.response_complete && s.upstream_can_read) {
+        if (!s.response && !(s.response = buffers_.acquire())) return close_session(index, EndReason::NoResources);
+        std::uint32_t limit = buffer_size;
+        if (!s.response_head_done) {
+            if (s.response->space_size() < head_headroom + 1) s.response->compact();
+            limit = head_limit;
+        } else if (s.response->space_size() == 0) {
+            s.response->compact();
+        }
+        std::uint32_t used = buffer_size - s.response->space_size();
+        if (used < limit) {
+            ssize_t n = ::recv(s.upstream.get(), s.response->space(), limit - used, 0);
+            if (n > 0) {
+                s.response->commit(static_cast<std::uint32_t>(n));
+                progress = true;
+            } else if (n == 0) {
+                upstream_ended = true;
+            } else if (would_block(errno)) {
+                s.upstream_can_read = false;
+            } else {
+                upstream_ended = upstream_reset = true;
+            }
+        }
+    }
+
+    if (s.response) {
+        while (!s.response_head_done) {
+            Step step = process_response_head(index);
+            if (step == Step::Closed) return step;
+            if (s.phase != Phase::Exchanging) return Step::Progress;
+            if (step == Step::Wait) break;
+            progress = true;
+        }
+        if (s.response_head_done && !classify_response_body(s)) {
+            close_upstream(s);
+            return close_session(index, EndReason::UpstreamBadResponse);
+        }
+    }
+
+    if (upstream_ended) {
+        close_upstream(s);
+        if (!s.response_head_done) {
+            if (s.response_started) return close_session(index, EndReason::UpstreamClosed);
+            s.close_after_response = true;
+            return fail(index, 502,
+                        upstream_reset ? "the upstream connection was reset before a response"
+                                       : "the upstream server closed the connection without a response",
+                        upstream_reset ? EndReason::UpstreamReset : EndReason::UpstreamClosed);
+        }
+        if (s.response_body != http::BodyKind::UntilClose || upstream_reset) {
+            if (!s.response_complete)
+                return close_session(index, upstream_reset ? EndReason::UpstreamReset
+                                                            : EndReason::UpstreamTruncated);
+        } else {
+            s.response_complete = true;
+        }
+        progress = true;
+    }
+
+    if (s.response_unsent > 0 && s.client_can_write) {
+        ssize_t n = ::send(s.client.get(), s.response->data(), s.response_unsent, MSG_NOSIGNAL);
+        if (n > 0) {
+            s.response->consume(static_cast<std::uint32_t>(n));
+            s.response_unsent -= static_cast<std::uint32_t>(n);
+            s.bytes_out += static_cast<std::uint64_t>(n);
+            counters_.bytes_out += static_cast<std::uint64_t>(n);
+            s.response_started = true;
+            progress = true;
+        } else if (n < 0 && would_block(errno)) {
+            s.client_can_write = false;
+        } else {
+            return close_session(index, EndReason::ClientReset);
+        }
+    }
+
+    if (s.response_complete && s.response_unsent == 0) return finish_exchange(index);
+    return progress ? Step::Progress : Step::Wait;
+}
+
+Worker::Step Worker::finish_exchange(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    bool leftover = s.response && !s.response->empty();
+    if (!s.upstream_reusable || !s.request_complete || s.request_unsent > 0 || leftover)
+        close_upstream(s);
+    if (s.response) {
+        buffers_.release(s.response);
+        s.response = nullptr;
+    }
+    log_request(s);
+    s.served_request = true;
+    if (!s.keep_client || !s.request_complete) {
+        ::shutdown(s.client.get(), SHUT_WR);
+        s.phase = Phase::Lingering;
+        s.phase_started_ms = now_ms_;
+        return Step::Progress;
+    }
+    start_reading_head(s);
+    return Step::Progress;
+}
+
+Worker::Step Worker::tunnel(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    RelayContext context{buffers_, pipes_, splice_enabled_, tunnel_budget};
+    std::uint64_t up_before = s.to_upstream.bytes, down_before = s.to_client.bytes;
+    std::uint64_t spliced_before = s.to_upstream.spliced_bytes + s.to_client.spliced_bytes;
+    RelayResult up = relay(s.to_upstream, s.client.get(), s.upstream.get(), s.client_can_read,
+                           s.upstream_can_write, context);
+    RelayResult down = relay(s.to_client, s.upstream.get(), s.client.get(), s.upstream_can_read,
+                             s.client_can_write, context);
+    std::uint64_t up_moved = s.to_upstream.bytes - up_before;
+    std::uint64_t down_moved = s.to_client.bytes - down_before;
+    s.bytes_in += up_moved;
+    s.bytes_out += down_moved;
+    counters_.bytes_in += up_moved;
+    counters_.bytes_out += down_moved;
+    counters_.spliced += s.to_upstream.spliced_bytes + s.to_client.spliced_bytes - spliced_before;
+    if (up_moved + down_moved > 0) s.last_activity_ms = now_ms_;
+    if (up == RelayResult::Error || down == RelayResult::Error)
+        return close_session(index, EndReason::TunnelReset);
+    if (up == RelayResult::Finished && down == RelayResult::Finished)
+        return close_session(index, EndReason::Done);
+    if (up == RelayResult::Yield || down == RelayResult::Yield) queue_retry(index);
+    return Step::Wait;
+}
+
+Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept {
+    Session& s = sessions_[index];
+    s.status = static_cast<std::uint16_t>(status);
+    s.end = reason;
+    ++counters_.failures;
+    if (s.response_started) return close_session(index, reason);
+    bool request_consumed = s.request_body == http::BodyKind::None || s.request_complete;
+    s.keep_client = s.keep_client && !s.close_after_response && request_consumed;
+    if (s.request && s.request_unsent > 0) s.request->consume(std::min(s.request_unsent, s.request->size()));
+    s.request_unsent = 0;
+    if (!s.response && !(s.response = buffers_.acquire())) return close_session(index, EndReason::NoResources);
+    s.response->clear();
+    int body_length = static_cast<int>(std::min<std::size_t>(detail.size(), 1024)) + 9;
+    int length = std::snprintf(
+        s.response->space(), s.response->space_size(),
+        "HTTP/1.1 %d %s\r\n"
+        "Content-Type: text/plain\r\n"
+        "Content-Length: %d\r\n"
+        "%s%s"
+        "\r\n"
+        "cproxy: %.*s\n",
+        status, reason_phrase(status), body_length,
+        status == 407 ? "Proxy-Authenticate: Basic realm=\"cproxy\"\r\n" : "",
+        s.keep_client ? "" : "Connection: close\r\n", body_length - 9, detail.data());
+    if (length <= 0) return close_session(index, reason);
+    s.response->commit(static_cast<std::uint32_t>(std::min<int>(length, static_cast<int>(buffer_size))));
+    if (s.head_method) {
+        // A response to HEAD has no body, whatever its Content-Length says.
+        std::string_view text = s.response->view();
+        s.response->resize(static_cast<std::uint32_t>(text.find("\r\n\r\n") + 4));
+    }
+    s.response_unsent = s.response->size();
+    s.phase = Phase::Responding;
+    s.last_activity_ms = now_ms_;
+    return Step::Progress;
+}
+
+Worker::Step Worker::respond(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    while (s.response_unsent > 0) {
+        if (!s.client_can_write) return Step::Wait;
+        ssize_t n = ::send(s.client.get(), s.response->data(), s.response_unsent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (would_block(errno)) {
+                s.client_can_write = false;
+                continue;
+            }
+            return close_session(index, EndReason::ClientReset);
+        }
+        s.response->consume(static_cast<std::uint32_t>(n));
+        s.response_unsent -= static_cast<std::uint32_t>(n);
+        s.bytes_out += static_cast<std::uint64_t>(n);
+        counters_.bytes_out += static_cast<std::uint64_t>(n);
+    }
+    buffers_.release(s.response);
+    s.response = nullptr;
+    log_request(s);
+    if (!s.keep_client) {
+        close_upstream(s);
+        ::shutdown(s.client.get(), SHUT_WR);
+        s.phase = Phase::Lingering;
+        s.phase_started_ms = now_ms_;
+        return Step::Progress;
+    }
+    s.served_request = true;
+    start_reading_head(s);
+    return Step::Progress;
+}
+
+Worker::Step Worker::linger(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    // Reading out what the client still sends keeps close() from turning into
+    // a reset that could destroy the response before the client has read it.
+    if (s.request) {
+        buffers_.release(s.request);
+        s.request = nullptr;
+    }
+    while (s.client_can_read) {
+        ssize_t n = ::recv(s.client.get(), scratch_, sizeof scratch_, 0);
+        if (n > 0) continue;
+        if (n < 0 && would_block(errno)) {
+            s.client_can_read = false;
+            break;
+        }
+        return close_session(index, s.end);
+    }
+    return Step::Wait;
+}
+
+void Worker::close_upstream(Session& s) noexcept {
+    s.upstream.reset();
+    s.upstream_can_read = s.upstream_can_write = false;
+    s.upstream_reusable = false;
+}
+
+void Worker::log_request(Session& s) noexcept {
+    if (!s.in_request) return;
+    s.in_request = false;
+    if (!access_log_.enabled()) return;
+    char client[64];
+    char upstream[64] = "";
+    std::size_t client_length = format_address(s.client_address, client, sizeof client);
+    std::size_t upstream_length = 0;
+    if (s.destination.length != 0 && s.status != 407)
+        upstream_length = format_address(s.destination, upstream, sizeof upstream);
+    access_log_.write(AccessRecord{
+        {client, client_length},
+        s.user,
+        s.method,
+        s.target,
+        s.status,
+        s.bytes_in,
+        s.bytes_out,
+        now_ms_ - s.request_started_ms,
+        {upstream, upstream_length},
+        end_reason_text(s.end),
+    });
+}
+
+Worker::Step Worker::close_session(std::uint32_t index, EndReason reason) noexcept {
+    Session& s = sessions_[index];
+    if (s.in_request) {
+        s.end = reason;
+        if (reason != EndReason::Done && s.status < 400 && s.phase != Phase::Tunnel) ++counters_.failures;
+        log_request(s);
+    }
+    release_relay(s.to_upstream, buffers_, pipes_);
+    release_relay(s.to_client, buffers_, pipes_);
+    if (s.request) buffers_.release(s.request);
+    if (s.response) buffers_.release(s.response);
+    s.request = s.response = nullptr;
+    timers_.cancel(index);
+    s.client.reset();
+    s.upstream.reset();
+    sessions_.release(index);
+    return Step::Closed;
+}
+
+}  // namespace cproxy

@@ -1,0 +1,303 @@
+#include "cproxy/worker.hpp"
+
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace cproxy {
+
+namespace {
+
+enum class TokenKind : std::uint64_t { Listener, Client, Upstream, Resolver, Stop };
+
+std::uint64_t make_token(TokenKind kind, std::uint32_t index, std::uint32_t generation) noexcept {
+    return static_cast<std::uint64_t>(kind) | (static_cast<std::uint64_t>(index) << 8) |
+           (static_cast<std::uint64_t>(generation) << 32);
+}
+
+std::uint64_t monotonic_ms() noexcept {
+    timespec now;
+    ::clock_gettime(CLOCK_MONOTONIC, &now);
+    return static_cast<std::uint64_t>(now.tv_sec) * 1000 +
+           static_cast<std::uint64_t>(now.tv_nsec) / 1'000'000;
+}
+
+// Sent to clients that cannot be given a session: no slot or no descriptor.
+constexpr std::string_view service_unavailable =
+    "HTTP/1.1 503 Service Unavailable\r\n"
+    "Retry-After: 1\r\n"
+    "Content-Type: text/plain\r\n"
+    "Content-Length: 40\r\n"
+    "Connection: close\r\n"
+    "\r\n"
+    "cproxy is at capacity; try again later.\n";
+
+}  // namespace
+
+Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd stop_fd)
+    : config_(config),
+      authenticator_(config.auth),
+      listeners_(std::move(listeners)),
+      stop_fd_(std::move(stop_fd)),
+      spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+      sessions_(limits.max_connections),
+      buffers_(limits.max_connections * 2 + 16),
+      pipes_(limits.max_pipes),
+      timers_(limits.max_connections, monotonic_ms()),
+      resolver_(2, 1024),
+      access_log_(config.verbose ? STDERR_FILENO : -1),
+      splice_enabled_(config.splice) {
+    for (std::size_t i = 0; i < listeners_.size(); ++i) {
+        SocketAddress address;
+        address.length = sizeof address.storage;
+        ::getsockname(listeners_[i].get(), address.get(), &address.length);
+        listen_addresses_.push_back(address);
+        reactor_.add_input(listeners_[i].get(),
+                           make_token(TokenKind::Listener, static_cast<std::uint32_t>(i), 0));
+    }
+    reactor_.add_input(resolver_.event_fd(), make_token(TokenKind::Resolver, 0, 0));
+    reactor_.add_input(stop_fd_.get(), make_token(TokenKind::Stop, 0, 0));
+    retry_.reserve(limits.max_connections);
+    retry_now_.reserve(limits.max_connections);
+}
+
+Worker::~Worker() {
+    for (std::uint32_t i = 0; i < sessions_.capacity(); ++i)
+        if (sessions_.in_use(i)) close_session(i, EndReason::Shutdown);
+    access_log_.flush();
+}
+
+std::uint64_t Worker::token(std::uint32_t index, bool upstream) const noexcept {
+    return make_token(upstream ? TokenKind::Upstream : TokenKind::Client, index,
+                      sessions_.generation(index));
+}
+
+void Worker::run() {
+    while (!stopping_) {
+        now_ms_ = monotonic_ms();
+        int timeout = retry_.empty() ? timers_.next_timeout_ms(now_ms_, 1000) : 0;
+        access_log_.flush();
+        int count = reactor_.wait(timeout);
+        now_ms_ = monotonic_ms();
+        for (int i = 0; i < count; ++i) {
+            const epoll_event& event = reactor_.event(i);
+            std::uint64_t data = event.data.u64;
+            auto kind = static_cast<TokenKind>(data & 0xff);
+            auto index = static_cast<std::uint32_t>((data >> 8) & 0xffffff);
+            auto generation = static_cast<std::uint32_t>(data >> 32);
+            switch (kind) {
+            case TokenKind::Listener: accept_clients(listeners_[index].get()); break;
+            case TokenKind::Client: on_session_event(index, generation, false, event.events); break;
+            case TokenKind::Upstream: on_session_event(index, generation, true, event.events); break;
+            case TokenKind::Resolver:
+                resolver_.drain(now_ms_, [this](const Resolver::Answer& answer, std::string_view host) {
+                    on_resolved(answer, host);
+                });
+                break;
+            case TokenKind::Stop: stopping_ = true; break;
+            }
+        }
+        run_retries();
+        timers_.expire(now_ms_, [this](std::uint32_t index) { on_timer(index); });
+    }
+}
+
+void Worker::overload_episode(const char* why) noexcept {
+    if (!overloaded_)
+        log_warning("refusing new clients with 503: %s (%u sessions open); logged once until a "
+                    "client is accepted again", why, sessions_.used());
+    overloaded_ = true;
+}
+
+void Worker::refuse(int fd, const char* why) noexcept {
+    overload_episode(why);
+    ++counters_.refused;
+    // Read what the client already sent so close() does not answer it with a
+    // reset that could destroy the 503 before the client reads it.
+    char discard[4096];
+    while (::recv(fd, discard, sizeof discard, 0) > 0) {}
+    [[maybe_unused]] auto sent = ::send(fd, service_unavailable.data(), service_unavailable.size(),
+                                        MSG_NOSIGNAL);
+    ::shutdown(fd, SHUT_WR);
+    ::close(fd);
+}
+
+void Worker::accept_clients(int listener) noexcept {
+    while (true) {
+        SocketAddress peer;
+        peer.length = sizeof peer.storage;
+        int fd = ::accept4(listener, peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno == EMFILE || errno == ENFILE) {
+                // Out of descriptors: spend the spare one to take the client off
+                // the queue and tell it, rather than leave it waiting there.
+                spare_fd_.reset();
+                int client = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (client >= 0) refuse(client, "out of file descriptors");
+                spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+                if (client >= 0) continue;
+            } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                log_error("accept: %s", std::strerror(errno));
+            }
+            return;
+        }
+        auto slot = sessions_.acquire();
+        if (!slot) {
+            refuse(fd, "all session slots in use (--max-connections)");
+            continue;
+        }
+        std::uint32_t index = *slot;
+        Session& s = sessions_[index];
+        s.client.reset(fd);
+        s.client_address = peer;
+        int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (!reactor_.add(fd, token(index, false))) {
+            log_error("epoll_ctl: %s", std::strerror(errno));
+            s.client.reset();
+            sessions_.release(index);
+            continue;
+        }
+        overloaded_ = false;
+        ++counters_.accepted;
+        start_reading_head(s);
+        s.phase_started_ms = now_ms_;
+        update_deadline(index);
+    }
+}
+
+void Worker::on_session_event(std::uint32_t index, std::uint32_t generation, bool upstream,
+                              std::uint32_t events) noexcept {
+    if (!sessions_.live(index, generation)) return;
+    Session& s = sessions_[index];
+    bool readable = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+    bool writable = events & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+    if (upstream) {
+        if (!s.upstream) return;  // an event for an upstream socket already closed
+        s.upstream_can_read |= readable;
+        s.upstream_can_write |= writable;
+    } else {
+        s.client_can_read |= readable;
+        s.client_can_write |= writable;
+    }
+    drive(index);
+}
+
+void Worker::queue_retry(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    if (s.retry_queued) return;
+    s.retry_queued = true;
+    retry_.push_back(index);
+}
+
+void Worker::run_retries() noexcept {
+    retry_now_.swap(retry_);
+    for (std::uint32_t index : retry_now_) {
+        if (!sessions_.in_use(index)) continue;
+        Session& s = sessions_[index];
+        if (!s.retry_queued) continue;
+        s.retry_queued = false;
+        drive(index);
+    }
+    retry_now_.clear();
+}
+
+std::uint64_t Worker::deadline_for(const Session& s) const noexcept {
+    switch (s.phase) {
+    case Phase::ReadingHead:
+        if (s.head_started || !s.served_request)
+            return s.phase_started_ms + config_.timeout_header_ms;
+        return s.phase_started_ms + config_.timeout_idle_ms;
+    case Phase::Resolving:
+    case Phase::Connecting: return s.phase_started_ms + config_.timeout_connect_ms;
+    case Phase::Exchanging:
+        if (!s.response_head_done && s.request_complete && s.request_unsent == 0)
+            return s.phase_started_ms + config_.timeout_response_ms;
+        return s.last_activity_ms + config_.timeout_idle_ms;
+    case Phase::Tunnel: return s.last_activity_ms + config_.timeout_tunnel_idle_ms;
+    case Phase::Responding: return s.last_activity_ms + config_.timeout_idle_ms;
+    case Phase::Lingering: return s.phase_started_ms + 2000;
+    }
+    return now_ms_;
+}
+
+// Moving a deadline later costs nothing here: the wheel entry stays where it is
+// and on_timer() re-arms it when it fires early.
+void Worker::update_deadline(std::uint32_t index) noexcept {
+    std::uint64_t deadline = deadline_for(sessions_[index]);
+    if (!timers_.armed(index) || deadline < timers_.deadline(index)) timers_.arm(index, deadline);
+}
+
+void Worker::on_timer(std::uint32_t index) noexcept {
+    if (!sessions_.in_use(index)) return;
+    Session& s = sessions_[index];
+    std::uint64_t deadline = deadline_for(s);
+    if (deadline > now_ms_) {
+        timers_.arm(index, deadline);
+        return;
+    }
+    switch (s.phase) {
+    case Phase::ReadingHead:
+        if (s.head_started) {
+            fail(index, 408, "the request head did not arrive in time", EndReason::TimeoutHeader);
+            return;
+        }
+        close_session(index, s.served_request ? EndReason::TimeoutIdle : EndReason::TimeoutHeader);
+        return;
+    case Phase::Resolving:
+    case Phase::Connecting:
+        close_upstream(s);
+        fail(index, 504, "the upstream connection was not established in time",
+             EndReason::TimeoutConnect);
+        return;
+    case Phase::Exchanging:
+        if (!s.response_started) {
+            close_upstream(s);
+            s.close_after_response = true;
+            fail(index, 504, "the upstream server did not respond in time",
+                 s.response_head_done ? EndReason::TimeoutIdle : EndReason::TimeoutResponse);
+            return;
+        }
+        close_session(index, EndReason::TimeoutIdle);
+        return;
+    case Phase::Tunnel: close_session(index, EndReason::TimeoutTunnel); return;
+    case Phase::Responding:
+    case Phase::Lingering: close_session(index, s.end); return;
+    }
+}
+
+void Worker::on_resolved(const Resolver::Answer& answer, std::string_view host) noexcept {
+    auto index = static_cast<std::uint32_t>(answer.token & 0xffffffff);
+    auto generation = static_cast<std::uint32_t>(answer.token >> 32);
+    if (!sessions_.live(index, generation)) return;
+    Session& s = sessions_[index];
+    if (s.phase != Phase::Resolving) return;
+    if (!answer.ok) {
+        char detail[320];
+        std::snprintf(detail, sizeof detail, "cannot resolve host '%.*s'",
+                      static_cast<int>(host.size()), host.data());
+        fail(index, 502, detail, EndReason::ResolveFailed);
+        return;
+    }
+    s.destination = answer.address;
+    s.destination.set_port(s.target_port);
+    if (start_upstream(index) != Step::Closed) drive(index);
+}
+
+bool Worker::is_own_address(const SocketAddress& address) const noexcept {
+    for (const SocketAddress& own : listen_addresses_) {
+        if (own == address) return true;
+        if (own.is_unspecified() && own.port() == address.port() &&
+            (address.is_loopback() || address.is_unspecified()))
+            return true;
+    }
+    return false;
+}
+
+}  // namespace cproxy
