@@ -98,7 +98,7 @@ std::size_t write_request_head(const http::RequestHead& head, const RequestRewri
     HeadWriter writer(out, capacity);
     writer << head.method << " ";
     if (rewrite.path.empty() || rewrite.path.front() == '?') writer << "/";
-    writer << rewrite.path << " HTTP/1.1\r\n";
+    writer << rewrite.path << (rewrite.http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
     if (!rewrite.host.empty()) writer.field("Host", rewrite.host);
     const http::Header* headers = head.headers.data();
     for (std::size_t i = 0; i < head.header_count; ++i) {

@@ -40,7 +40,6 @@
 #include "cproxy/http_parser.hpp"
 
 #include <algorithm>
-#include <cstring>
 
 namespace cproxy::http {
 namespace {
@@ -196,9 +195,9 @@ const char* describe(HeadError error) noexcept {
 }
 
 // RFC 9112 §2.2: a server SHOULD ignore at least one empty line received before
-// the request line (some clients send CRLF after a POST body). We skip up to four,
-// which covers every client seen in practice, and refuse more so that a peer
-// cannot keep a session busy with empty lines.
+// the request line (some clients send an extra CRLF after a POST body). We skip
+// up to four and refuse more, so that a peer cannot keep a session busy with
+// empty lines; they count towards the head's length and max_head_bytes.
 constexpr std::size_t max_leading_empty_lines = 4;
 
 // The parser's saved fields, unpacked for the duration of one call.
@@ -462,9 +461,8 @@ void scan_head(std::string_view input, std::uint32_t max_head_bytes,
     if (input.size() > max_head_bytes) fail(HeadError::HeadTooLarge);
 }
 
-// Fills headers from the validated field lines starting at `pos`; returns the
-// offset of the final CRLF.
-std::size_t fill_fields(std::string_view head, std::size_t pos,
+// Fills headers from the validated field lines starting at `pos`.
+void fill_fields(std::string_view head, std::size_t pos,
                         std::array<Header, max_header_fields>& headers,
                         std::size_t& header_count) noexcept {
     std::size_t count = 0;
@@ -476,7 +474,6 @@ std::size_t fill_fields(std::string_view head, std::size_t pos,
         pos = line_end + 2;
     }
     header_count = count;
-    return pos;
 }
 
 void fill_request(std::string_view head, RequestHead& out) noexcept {
@@ -587,13 +584,22 @@ const char* ResponseParser::error_reason() const noexcept {
 //
 // RFC 9112 §7.1, relayed verbatim, so only validated and delimited:
 //
-//   SizeStart ─HEXDIG─► Size ─CR─► SizeLf ─LF─┬─(size > 0)─► Data ─► DataCr ─CR─► DataLf ─LF─► SizeStart
-//                        │ ';' or BWS ';'     └─(size 0)──► TrailerLineStart
-//                        ▼                                     │ tchar    │ CR
-//   chunk-ext: BwsBeforeName ─tchar─► ExtName                  ▼          ▼
-//              [BWS '=' BWS (token | quoted-string)]        TrailerName  FinalLf ─LF─► Done
-//              then BWS ';' (next ext) or CR ─► SizeLf         │ ':'
-//                                                           TrailerValue ─CR─► TrailerLf ─LF─► TrailerLineStart
+//   SizeStart ─HEXDIG─► Size ─CR─► SizeLf ─LF─┬─(size > 0)─► Data ─► DataCr ─CR─► DataLf
+//       ▲                │ [BWS] ';'  ▲       │                                     │ LF
+//       │                ▼            │ CR    │                                     │
+//       │               chunk-ext ────┘       │                                     │
+//       └─────────────────────────────────────┼─────────────────────────────────────┘
+//                                             └─(size 0)─► TrailerLineStart ◄──────────┐
+//                                                            │ CR       │ tchar        │ LF
+//                                  Done ◄─LF─ FinalLf ◄──────┘          ▼              │
+//                                                                   TrailerName     TrailerLf
+//                                                                       │ ':'          ▲ CR
+//                                                                       ▼              │
+//                                                                   TrailerValue ──────┘
+//
+//   chunk-ext: BwsBeforeName ─tchar─► ExtName [─[BWS] '='─► BwsBeforeValue ─► ExtTokenValue
+//              or ExtQuotedValue (ExtQuotedPair, ExtAfterQuoted)], then [BWS] ';' for the
+//              next extension (BwsBeforeSemicolon) or CR.
 
 namespace {
 
@@ -643,7 +649,6 @@ void ChunkedDecoder::reset() noexcept {
     line_bytes_ = 0;
     trailer_bytes_ = 0;
     state_ = static_cast<std::uint8_t>(ChunkState::SizeStart);
-    flags_ = 0;
 }
 
 ChunkedDecoder::Result ChunkedDecoder::feed(std::string_view input) noexcept {

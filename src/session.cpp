@@ -127,7 +127,8 @@ void Worker::start_reading_head(Session& s) noexcept {
     s.in_request = false;
     s.request_parser.reset();
     s.response_parser.reset();
-    s.chunked.reset();
+    s.request_chunked.reset();
+    s.response_chunked.reset();
     s.request_unsent = s.response_unsent = 0;
     s.request_remaining = s.response_remaining = 0;
     s.request_body = s.response_body = http::BodyKind::None;
@@ -191,17 +192,29 @@ Worker::Step Worker::read_head(std::uint32_t index) noexcept {
     switch (s.request_parser.parse(s.request->view(), request_head_)) {
     case http::ParseStatus::Partial:
         if (s.request->size() >= head_limit) {
-            s.close_after_response = true;
+            begin_unparsed_request(s);
             return fail(index, 431, "request head too large", EndReason::BadRequest);
         }
         return s.client_can_read ? Step::Progress : Step::Wait;
     case http::ParseStatus::Error:
-        s.close_after_response = true;
+        begin_unparsed_request(s);
         return fail(index, s.request_parser.error_status(), s.request_parser.error_reason(),
                     EndReason::BadRequest);
     case http::ParseStatus::Done: break;
     }
     return on_request_head(index, request_head_);
+}
+
+// A head that cannot be parsed still gets an access-log line, and the
+// connection closes after the error: where the next request would start is unknown.
+void Worker::begin_unparsed_request(Session& s) noexcept {
+    s.in_request = true;
+    s.request_started_ms = now_ms_;
+    s.bytes_in = s.request ? s.request->size() : 0;
+    s.bytes_out = 0;
+    s.method[0] = s.target[0] = s.user[0] = '\0';
+    s.destination = SocketAddress{};
+    s.close_after_response = true;
 }
 
 Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHead& head) noexcept {
@@ -220,7 +233,8 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     s.head_method = head.method == "HEAD";
     s.connect_method = head.method == "CONNECT";
     s.keep_client = forward::client_wants_keep_alive(head);
-    s.legacy_keep_alive = head.version_minor == 0 && s.keep_client;
+    s.client_http10 = head.version_minor == 0;
+    s.legacy_keep_alive = s.client_http10 && s.keep_client;
 
     auto framing = http::request_framing(head);
     if (!framing) {
@@ -259,6 +273,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
 
     forward::RequestRewrite rewrite;
     rewrite.via_name = via_name;
+    rewrite.http10 = s.client_http10;
     if (!head.target.empty() && head.target.front() == '/') {
         if (!config_.backend)
             return fail(index, 400,
@@ -429,7 +444,7 @@ void Worker::classify_request_body(Session& s) noexcept {
         s.request_remaining -= taken;
         s.request_complete = s.request_remaining == 0;
     } else if (s.request_body == http::BodyKind::Chunked) {
-        auto result = s.chunked.feed({s.request->data() + s.request_unsent, unclassified});
+        auto result = s.request_chunked.feed({s.request->data() + s.request_unsent, unclassified});
         if (result.status == http::ParseStatus::Error) {
             s.request_body = http::BodyKind::UntilClose;  // marks the stream as broken
             return;
@@ -451,7 +466,7 @@ bool Worker::classify_response_body(Session& s) noexcept {
         s.response_remaining -= taken;
         s.response_complete = s.response_remaining == 0;
     } else if (s.response_body == http::BodyKind::Chunked) {
-        auto result = s.chunked.feed({s.response->data() + s.response_unsent, unclassified});
+        auto result = s.response_chunked.feed({s.response->data() + s.response_unsent, unclassified});
         if (result.status == http::ParseStatus::Error) return false;
         taken = static_cast<std::uint32_t>(result.consumed);
         s.response_complete = result.status == http::ParseStatus::Done;
@@ -475,7 +490,7 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
             if (head.status == 101) break;  // cproxy never forwards Upgrade, so never expects 101
             std::size_t length = 0;
             // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
-            if (!s.legacy_keep_alive && s.keep_client)
+            if (!s.client_http10)
                 length = forward::write_response_head(head, forward::ClientConnection::Persistent,
                                                       via_name, scratch_, sizeof scratch_);
             if (!replace_head(*s.response, s.response_unsent, old_length, scratch_, length)) break;

@@ -245,6 +245,7 @@ void Worker::on_timer(std::uint32_t index) noexcept {
     switch (s.phase) {
     case Phase::ReadingHead:
         if (s.head_started) {
+            begin_unparsed_request(s);
             fail(index, 408, "the request head did not arrive in time", EndReason::TimeoutHeader);
             return;
         }

@@ -31,6 +31,10 @@ struct RequestRewrite {
     std::string_view path;        // origin-form target; empty or starting with '?' gets a '/'
     std::string_view host;        // Host value to send; empty keeps the client's Host fields
     std::string_view via_name;    // pseudonym in Via, e.g. "cproxy"
+    // Forward an HTTP/1.0 client's request as HTTP/1.0, so the server answers
+    // in a framing the client understands (never chunked). RFC 9110 §2.5 allows
+    // this downgrade as a workaround; it is what nginx does for all upstreams.
+    bool http10 = false;
 };
 
 // Writes the head sent upstream; returns its length, or 0 if it does not fit.

@@ -103,7 +103,6 @@ private:
     std::uint32_t line_bytes_ = 0;  // bytes of the current size/trailer line, bounded
     std::uint32_t trailer_bytes_ = 0;
     std::uint8_t state_ = 0;
-    std::uint8_t flags_ = 0;
 };
 
 // ---- field helpers (RFC 9110) -------------------------------------------------

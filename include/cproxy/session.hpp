@@ -75,7 +75,8 @@ struct Session {
     Buffer* response = nullptr;  // bytes for the client
     http::RequestParser request_parser{head_limit};
     http::ResponseParser response_parser{head_limit};
-    http::ChunkedDecoder chunked;
+    http::ChunkedDecoder request_chunked;
+    http::ChunkedDecoder response_chunked;
     RelayDirection to_upstream;  // tunnel only
     RelayDirection to_client;
     SocketAddress client_address;
@@ -112,6 +113,7 @@ struct Session {
     bool response_complete = false;
     bool response_started = false;   // bytes of this response reached the client
     bool keep_client = false;        // client connection persists after this response
+    bool client_http10 = false;
     bool legacy_keep_alive = false;  // HTTP/1.0 client that asked for keep-alive
     bool head_method = false;
     bool connect_method = false;

@@ -84,6 +84,7 @@ private:
     void classify_request_body(Session& s) noexcept;
     bool classify_response_body(Session& s) noexcept;
     void start_reading_head(Session& s) noexcept;
+    void begin_unparsed_request(Session& s) noexcept;
     void close_upstream(Session& s) noexcept;
     void log_request(Session& s) noexcept;
     Step close_session(std::uint32_t index, EndReason reason) noexcept;

@@ -1,0 +1,131 @@
+// Head rewriting: what a forward proxy changes on the way through.
+// Parsed heads hold views into their text, so each text outlives its head.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "cproxy/forward.hpp"
+
+using namespace cproxy;
+
+namespace {
+
+http::RequestHead parse_request(const std::string& text) {
+    http::RequestParser parser(16384);
+    http::RequestHead head;
+    REQUIRE(parser.parse(text, head) == http::ParseStatus::Done);
+    return head;
+}
+
+http::ResponseHead parse_response(const std::string& text) {
+    http::ResponseParser parser(16384);
+    http::ResponseHead head;
+    REQUIRE(parser.parse(text, head) == http::ParseStatus::Done);
+    return head;
+}
+
+std::string rewrite_request(const std::string& text, forward::RequestRewrite rewrite) {
+    auto head = parse_request(text);
+    char out[16384];
+    std::size_t n = forward::write_request_head(head, rewrite, out, sizeof out);
+    REQUIRE(n > 0);
+    return std::string(out, n);
+}
+
+}  // namespace
+
+TEST_CASE("forward: absolute URLs split into host, port and path") {
+    auto url = forward::parse_http_url("http://example.com:8080/a/b?q=1");
+    REQUIRE(url);
+    CHECK(url->authority == "example.com:8080");
+    CHECK(url->host == "example.com");
+    CHECK(url->port == 8080);
+    CHECK(url->path == "/a/b?q=1");
+
+    url = forward::parse_http_url("HTTP://[::1]/x");
+    REQUIRE(url);
+    CHECK(url->host == "::1");
+    CHECK(url->port == 80);
+
+    url = forward::parse_http_url("http://host?q");
+    REQUIRE(url);
+    CHECK(url->path == "?q");
+
+    CHECK_FALSE(forward::parse_http_url("http://user:pw@host/"));
+    CHECK_FALSE(forward::parse_http_url("http:///path"));
+    CHECK_FALSE(forward::parse_http_url("http://host:0/"));
+    CHECK_FALSE(forward::parse_http_url("http://host:99999/"));
+    CHECK_FALSE(forward::parse_http_url("https://host/"));
+    CHECK(forward::has_scheme("https://host/"));
+    CHECK_FALSE(forward::has_scheme("/path://x"));
+}
+
+TEST_CASE("forward: request heads lose hop-by-hop fields and gain Host and Via") {
+    std::string out = rewrite_request(
+        "GET http://origin:81/p HTTP/1.1\r\n"
+        "Host: wrong\r\n"
+        "Proxy-Authorization: Basic dTpw\r\n"
+        "Proxy-Connection: keep-alive\r\n"
+        "Connection: keep-alive, X-Secret\r\n"
+        "Keep-Alive: 300\r\n"
+        "TE: trailers\r\n"
+        "Trailer: X\r\n"
+        "Upgrade: websocket\r\n"
+        "X-Secret: 1\r\n"
+        "Accept: */*\r\n"
+        "\r\n",
+        {"/p", "origin:81", "cproxy"});
+    CHECK(out ==
+          "GET /p HTTP/1.1\r\n"
+          "Host: origin:81\r\n"
+          "Accept: */*\r\n"
+          "Via: 1.1 cproxy\r\n"
+          "\r\n");
+}
+
+TEST_CASE("forward: Connection cannot remove framing fields") {
+    std::string out = rewrite_request(
+        "POST http://o/ HTTP/1.1\r\nConnection: Content-Length, Transfer-Encoding\r\n"
+        "Content-Length: 3\r\n\r\n",
+        {"/", "o", "cproxy"});
+    CHECK(out.find("Content-Length: 3\r\n") != std::string::npos);
+}
+
+TEST_CASE("forward: origin-form keeps the client's Host; empty paths become /") {
+    std::string out = rewrite_request("GET /index.html HTTP/1.1\r\nHost: h\r\n\r\n", {"/index.html", "", "cproxy"});
+    CHECK(out == "GET /index.html HTTP/1.1\r\nHost: h\r\nVia: 1.1 cproxy\r\n\r\n");
+    out = rewrite_request("GET http://o HTTP/1.0\r\n\r\n", {"", "o", "cproxy", true});
+    CHECK(out == "GET / HTTP/1.0\r\nHost: o\r\nVia: 1.0 cproxy\r\n\r\n");
+}
+
+TEST_CASE("forward: a head that does not fit is refused, not truncated") {
+    std::string text = "GET http://o/ HTTP/1.1\r\nAccept: */*\r\n\r\n";
+    auto head = parse_request(text);
+    char out[20];
+    CHECK(forward::write_request_head(head, {"/", "o", "cproxy"}, out, sizeof out) == 0);
+}
+
+TEST_CASE("forward: response heads and the client connection") {
+    std::string text =
+        "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\n"
+        "Content-Length: 2\r\n\r\n";
+    auto head = parse_response(text);
+    char out[1024];
+    std::size_t n = forward::write_response_head(head, forward::ClientConnection::Close, "cproxy", out, sizeof out);
+    CHECK(std::string(out, n) ==
+          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\nVia: 1.1 cproxy\r\n\r\n");
+    n = forward::write_response_head(head, forward::ClientConnection::KeepAliveLegacy, "cproxy", out, sizeof out);
+    CHECK(std::string(out, n).find("Connection: keep-alive\r\n") != std::string::npos);
+    n = forward::write_response_head(head, forward::ClientConnection::Persistent, "cproxy", out, sizeof out);
+    CHECK(std::string(out, n).find("Connection") == std::string::npos);
+}
+
+TEST_CASE("forward: keep-alive rules for HTTP/1.0 and 1.1") {
+    CHECK(forward::client_wants_keep_alive(parse_request("GET / HTTP/1.1\r\nHost: h\r\n\r\n")));
+    CHECK_FALSE(forward::client_wants_keep_alive(parse_request("GET / HTTP/1.1\r\nConnection: close\r\n\r\n")));
+    CHECK_FALSE(forward::client_wants_keep_alive(parse_request("GET / HTTP/1.0\r\n\r\n")));
+    CHECK(forward::client_wants_keep_alive(parse_request("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")));
+    CHECK(forward::upstream_allows_reuse(parse_response("HTTP/1.1 200 OK\r\n\r\n")));
+    CHECK_FALSE(forward::upstream_allows_reuse(parse_response("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")));
+    CHECK_FALSE(forward::upstream_allows_reuse(parse_response("HTTP/1.0 200 OK\r\n\r\n")));
+}
