@@ -8,13 +8,12 @@ OPT        ?= -O3
 PREFIX     ?= /usr/local
 SBINDIR    ?= $(PREFIX)/sbin
 MANDIR     ?= $(PREFIX)/share/man
-SYSCONFDIR ?= /etc
 DESTDIR    ?=
 VERSION    := 0.1.0
 
 WARNINGS   := -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor -Wcast-align -Wformat=2
 BASEFLAGS  := -std=c++20 $(WARNINGS) -Iinclude -MMD -MP -pthread \
-              -DCPROXY_VERSION='"$(VERSION)"' -DCPROXY_SYSCONFDIR='"$(SYSCONFDIR)"'
+              -DCPROXY_VERSION='"$(VERSION)"'
 RELFLAGS   := $(OPT) $(ARCH) $(BASEFLAGS)
 SANFLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
               -fno-sanitize-recover=all $(BASEFLAGS)
@@ -79,6 +78,6 @@ clean:
 help:
 	@echo "targets: all (default) check install uninstall clean"
 	@echo "vars:    ARCH=$(ARCH) OPT=$(OPT) PREFIX=$(PREFIX) SBINDIR=$(SBINDIR)"
-	@echo "         MANDIR=$(MANDIR) SYSCONFDIR=$(SYSCONFDIR) DESTDIR V=1"
+	@echo "         MANDIR=$(MANDIR) DESTDIR V=1"
 
 -include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

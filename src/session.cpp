@@ -61,7 +61,6 @@ const char* reason_phrase(int status) noexcept {
     case 408: return "Request Timeout";
     case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
@@ -717,11 +716,12 @@ Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view deta
         "HTTP/1.1 %d %s\r\n"
         "Content-Type: text/plain\r\n"
         "Content-Length: %d\r\n"
-        "%s%s"
+        "%s%s%s"
         "\r\n"
         "cproxy: %.*s\n",
         status, reason_phrase(status), body_length,
         status == 407 ? "Proxy-Authenticate: Basic realm=\"cproxy\"\r\n" : "",
+        status == 503 ? "Retry-After: 1\r\n" : "",
         s.keep_client ? "" : "Connection: close\r\n", body_length - 9, detail.data());
     if (length <= 0) return close_session(index, reason);
     s.response->commit(static_cast<std::uint32_t>(std::min<int>(length, static_cast<int>(buffer_size))));

@@ -258,6 +258,12 @@ void Worker::on_timer(std::uint32_t index) noexcept {
              EndReason::TimeoutConnect);
         return;
     case Phase::Exchanging:
+        if (!s.request_complete && !s.response_started) {
+            close_upstream(s);
+            s.close_after_response = true;
+            fail(index, 408, "the request body did not arrive in time", EndReason::TimeoutIdle);
+            return;
+        }
         if (!s.response_started) {
             close_upstream(s);
             s.close_after_response = true;
@@ -283,7 +289,7 @@ void Worker::on_resolved(const Resolver::Answer& answer, std::string_view host) 
         char detail[320];
         std::snprintf(detail, sizeof detail, "cannot resolve host '%.*s'",
                       static_cast<int>(host.size()), host.data());
-        fail(index, 502, detail, EndReason::ResolveFailed);
+        if (fail(index, 502, detail, EndReason::ResolveFailed) != Step::Closed) drive(index);
         return;
     }
     s.destination = answer.address;
