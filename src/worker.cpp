@@ -246,7 +246,7 @@ void Worker::on_timer(std::uint32_t index) noexcept {
     case Phase::ReadingHead:
         if (s.head_started) {
             begin_unparsed_request(s);
-            fail(index, 408, "the request head did not arrive in time", EndReason::TimeoutHeader);
+            if (fail(index, 408, "the request head did not arrive in time", EndReason::TimeoutHeader) != Step::Closed) drive(index);
             return;
         }
         close_session(index, s.served_request ? EndReason::TimeoutIdle : EndReason::TimeoutHeader);
@@ -254,21 +254,21 @@ void Worker::on_timer(std::uint32_t index) noexcept {
     case Phase::Resolving:
     case Phase::Connecting:
         close_upstream(s);
-        fail(index, 504, "the upstream connection was not established in time",
-             EndReason::TimeoutConnect);
+        if (fail(index, 504, "the upstream connection was not established in time",
+             EndReason::TimeoutConnect) != Step::Closed) drive(index);
         return;
     case Phase::Exchanging:
         if (!s.request_complete && !s.response_started) {
             close_upstream(s);
             s.close_after_response = true;
-            fail(index, 408, "the request body did not arrive in time", EndReason::TimeoutIdle);
+            if (fail(index, 408, "the request body did not arrive in time", EndReason::TimeoutIdle) != Step::Closed) drive(index);
             return;
         }
         if (!s.response_started) {
             close_upstream(s);
             s.close_after_response = true;
-            fail(index, 504, "the upstream server did not respond in time",
-                 s.response_head_done ? EndReason::TimeoutIdle : EndReason::TimeoutResponse);
+            if (fail(index, 504, "the upstream server did not respond in time",
+                 s.response_head_done ? EndReason::TimeoutIdle : EndReason::TimeoutResponse) != Step::Closed) drive(index);
             return;
         }
         close_session(index, EndReason::TimeoutIdle);
