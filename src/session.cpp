@@ -310,6 +310,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     }
     s.request_unsent = static_cast<std::uint32_t>(length);
     s.request_complete = s.request_body == http::BodyKind::None;
+    // A malformed chunk already here is caught again when exchange() classifies.
     classify_request_body(s);
     return step;
 }
@@ -433,10 +434,10 @@ Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
     return Step::Progress;
 }
 
-void Worker::classify_request_body(Session& s) noexcept {
-    if (s.request_complete || !s.request) return;
+bool Worker::classify_request_body(Session& s) noexcept {
+    if (s.request_complete || !s.request) return true;
     std::uint32_t unclassified = s.request->size() - s.request_unsent;
-    if (unclassified == 0) return;
+    if (unclassified == 0) return true;
     std::uint32_t taken = 0;
     if (s.request_body == http::BodyKind::Length) {
         taken = static_cast<std::uint32_t>(std::min<std::uint64_t>(s.request_remaining, unclassified));
@@ -444,15 +445,13 @@ void Worker::classify_request_body(Session& s) noexcept {
         s.request_complete = s.request_remaining == 0;
     } else if (s.request_body == http::BodyKind::Chunked) {
         auto result = s.request_chunked.feed({s.request->data() + s.request_unsent, unclassified});
-        if (result.status == http::ParseStatus::Error) {
-            s.request_body = http::BodyKind::UntilClose;  // marks the stream as broken
-            return;
-        }
+        if (result.status == http::ParseStatus::Error) return false;
         taken = static_cast<std::uint32_t>(result.consumed);
         s.request_complete = result.status == http::ParseStatus::Done;
     }
     s.request_unsent += taken;
     s.bytes_in += taken;
+    return true;
 }
 
 bool Worker::classify_response_body(Session& s) noexcept {
@@ -546,8 +545,7 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
             }
         }
     }
-    classify_request_body(s);
-    if (s.request_body == http::BodyKind::UntilClose) return close_session(index, EndReason::BadRequest);
+    if (!classify_request_body(s)) return close_session(index, EndReason::BadRequest);
 
     if (s.request_unsent > 0 && s.upstream_can_write) {
         ssize_t n = ::send(s.upstream.get(), s.request->data(), s.request_unsent, MSG_NOSIGNAL);

@@ -167,7 +167,6 @@ void Worker::accept_clients(int listener) noexcept {
         overloaded_ = false;
         ++counters_.accepted;
         start_reading_head(s);
-        s.phase_started_ms = now_ms_;
         update_deadline(index);
     }
 }

@@ -81,7 +81,7 @@ private:
     Step linger(std::uint32_t index) noexcept;
     Step check_idle_upstream(std::uint32_t index) noexcept;
     Step fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
-    void classify_request_body(Session& s) noexcept;
+    bool classify_request_body(Session& s) noexcept;
     bool classify_response_body(Session& s) noexcept;
     void start_reading_head(Session& s) noexcept;
     void begin_unparsed_request(Session& s) noexcept;
