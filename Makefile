@@ -33,7 +33,7 @@ SAN_OBJ    := $(SRC:%.cpp=build/asan/%.o)
 SAN_LIB    := $(LIB_SRC:%.cpp=build/asan/%.o)
 TEST_OBJ   := $(TEST_SRC:%.cpp=build/asan/%.o) build/asan/test/catch_main.o
 
-.PHONY: all check clean install uninstall help
+.PHONY: all check bench bench-deps clean install uninstall help
 all: cproxy
 
 cproxy: $(REL_OBJ)
@@ -64,6 +64,20 @@ build/asan/cproxy-tests: $(SAN_LIB) $(TEST_OBJ)
 check: cproxy build/asan/cproxy build/asan/cproxy-tests
 	$(Q)CPROXY_BIN=build/asan/cproxy test/run build/asan/cproxy-tests
 
+# The benchmark's own load generator (CONNECT tunnels, per-client accounting).
+build/loadgen: bench/loadgen.cpp
+	@mkdir -p $(@D)
+	@echo "  CXX     $<"
+	$(Q)$(CXX) $(RELFLAGS) $(CPPFLAGS) $(CXXFLAGS) -o $@ $< $(LDFLAGS)
+
+# BENCH_QUICK=1, BENCH_RUNS=N and the other BENCH_* variables pass through
+# the environment; bench/run lists them.
+bench: cproxy build/loadgen
+	$(Q)bench/run
+
+bench-deps:
+	$(Q)bench/deps
+
 install: cproxy
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8
 	install -m 0755 cproxy $(DESTDIR)$(SBINDIR)/cproxy
@@ -76,8 +90,8 @@ clean:
 	rm -rf build cproxy
 
 help:
-	@echo "targets: all (default) check install uninstall clean"
+	@echo "targets: all (default) check bench bench-deps install uninstall clean"
 	@echo "vars:    ARCH=$(ARCH) OPT=$(OPT) PREFIX=$(PREFIX) SBINDIR=$(SBINDIR)"
 	@echo "         MANDIR=$(MANDIR) DESTDIR V=1"
 
--include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) build/loadgen.d

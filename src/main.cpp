@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
     }
     Config& config = command.config;
     try {
-        WorkerLimits limits = size_worker(config, raise_descriptor_limit());
+        std::uint64_t descriptor_limit = raise_descriptor_limit();
+        WorkerLimits limits = size_worker(config, descriptor_limit);
         std::vector<Fd> listeners;
         std::string where;
         for (const SocketAddress& address : config.listen) {
@@ -118,6 +119,8 @@ int main(int argc, char** argv) {
         Worker worker(config, limits, std::move(listeners), std::move(stop));
         std::printf("cproxy %s listening on %s\n", CPROXY_VERSION, where.c_str());
         std::fflush(stdout);
+        log_info("up to %u client connections and %u splice pipes (open-file limit %llu)",
+                 limits.max_connections, limits.max_pipes, static_cast<unsigned long long>(descriptor_limit));
         worker.run();
         const Counters& c = worker.counters();
         log_info("stopped: %llu connections accepted, %llu refused, %llu requests, %llu tunnels, "

@@ -1,0 +1,197 @@
+# Sourced by bench/run: starts and stops what the benchmark measures, each from
+# its own configuration in $work, on loopback ports, pinned with taskset.
+#
+# A target is described by four variables the cases read:
+#   forward_addr[T]  where absolute-form requests and CONNECT go ("" = none)
+#   origin_addr[T]   where origin-form requests go, as the seed's benchmark sent them
+#   origin_host[T]   the Host header those origin-form requests carry
+#   pids[T]          the process whose tree is measured for memory
+
+declare -A forward_addr origin_addr origin_host pids
+
+wait_for_port() {  # wait_for_port PORT NAME LOG
+    for _ in $(seq 200); do
+        ss -Hltn "sport = :$1" | grep -q LISTEN && return 0
+        sleep 0.05
+    done
+    echo "bench: $2 did not listen on port $1; its log:" >&2
+    cat "$3" >&2 2>/dev/null || true
+    return 1
+}
+
+require_free_port() {
+    if ss -Hltn "sport = :$1" | grep -q LISTEN; then
+        echo "bench: port $1 is in use; set BENCH_PORT to a free range" >&2
+        exit 2
+    fi
+}
+
+start_nginx() {
+    require_free_port "$nginx_port"
+    mkdir -p "$work/nginx/logs"
+    cat >"$work/nginx/nginx.conf" <<CONF
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon on;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log;
+events { worker_connections 19000; multi_accept on; }
+http {
+    access_log off;
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
+    sendfile on;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    server { listen 127.0.0.1:$nginx_port backlog=16384; root $html; }
+}
+CONF
+    taskset -c "$load_cpu" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
+    wait_for_port "$nginx_port" nginx "$work/nginx/logs/error.log"
+    forward_addr[direct]=127.0.0.1:$nginx_port
+    origin_addr[direct]=127.0.0.1:$nginx_port
+    origin_host[direct]=127.0.0.1:$nginx_port
+    pids[direct]=$(cat "$work/nginx/nginx.pid")
+}
+
+# cproxy runs as the seed's benchmark ran the seed: Basic auth and a default
+# backend for origin-form requests; CONNECT may reach the backend's port.
+start_cproxy() {  # start_cproxy [EXTRA-OPTION...]
+    require_free_port "$cproxy_port"
+    taskset -c "$proxy_cpu" ./cproxy -l "127.0.0.1:$cproxy_port" --auth "$credentials" \
+        --backend "127.0.0.1:$nginx_port" --connect-ports "$nginx_port" "$@" \
+        >"$work/cproxy.out" 2>"$work/cproxy.err" &
+    pids[cproxy]=$!
+    wait_for_port "$cproxy_port" cproxy "$work/cproxy.err"
+    forward_addr[cproxy]=127.0.0.1:$cproxy_port
+    origin_addr[cproxy]=127.0.0.1:$cproxy_port
+    origin_host[cproxy]=127.0.0.1:$cproxy_port
+}
+
+# tinyproxy: MaxClients raised from its default of 100, no ConnectPort lines
+# (so CONNECT reaches any port), and a reverse path for origin-form requests.
+start_tinyproxy() {
+    local port=${peer_port[tinyproxy]}
+    require_free_port "$port"
+    mkdir -p "$work/tinyproxy"
+    chown nobody:nogroup "$work/tinyproxy"
+    cat >"$work/tinyproxy/tinyproxy.conf" <<CONF
+User nobody
+Group nogroup
+Port $port
+Listen 127.0.0.1
+Timeout 600
+MaxClients 20000
+LogLevel Error
+LogFile "$work/tinyproxy/tinyproxy.log"
+Allow 127.0.0.1
+ReversePath "/" "http://127.0.0.1:$nginx_port/"
+ReverseOnly No
+CONF
+    taskset -c "$proxy_cpu" tinyproxy -d -c "$work/tinyproxy/tinyproxy.conf" \
+        >"$work/tinyproxy/stdout.log" 2>&1 &
+    pids[tinyproxy]=$!
+    wait_for_port "$port" tinyproxy "$work/tinyproxy/tinyproxy.log"
+    forward_addr[tinyproxy]=127.0.0.1:$port
+    origin_addr[tinyproxy]=127.0.0.1:$port
+    origin_host[tinyproxy]=127.0.0.1:$port
+}
+
+# squid: a forward port, plus an accelerator port in front of nginx for
+# origin-form requests; no caching, no access log, no pinger.
+start_squid() {
+    local port=${peer_port[squid]} accel_port=$((peer_port[squid] + 10))
+    require_free_port "$port"
+    require_free_port "$accel_port"
+    mkdir -p "$work/squid"
+    chown proxy:proxy "$work/squid"
+    cat >"$work/squid/squid.conf" <<CONF
+http_port 127.0.0.1:$port
+http_port 127.0.0.1:$accel_port accel defaultsite=127.0.0.1:$nginx_port no-vhost
+cache_peer 127.0.0.1 parent $nginx_port 0 no-query originserver name=backend
+http_access allow localhost
+http_access deny all
+cache deny all
+cache_mem 0
+access_log none
+cache_store_log none
+cache_log $work/squid/cache.log
+pid_filename $work/squid/squid.pid
+coredump_dir $work/squid
+netdb_filename none
+pinger_enable off
+max_filedescriptors 20000
+shutdown_lifetime 0 seconds
+cache_effective_user proxy
+CONF
+    taskset -c "$proxy_cpu" squid -N -f "$work/squid/squid.conf" >"$work/squid/stdout.log" 2>&1 &
+    pids[squid]=$!
+    wait_for_port "$port" squid "$work/squid/cache.log"
+    wait_for_port "$accel_port" squid "$work/squid/cache.log"
+    forward_addr[squid]=127.0.0.1:$port
+    origin_addr[squid]=127.0.0.1:$accel_port
+    origin_host[squid]=127.0.0.1:$accel_port
+}
+
+# privoxy with no action or filter files does no filtering; it has no reverse
+# mode, so it takes origin-form requests as intercepted ones, routed by Host.
+start_privoxy() {
+    local port=${peer_port[privoxy]}
+    require_free_port "$port"
+    mkdir -p "$work/privoxy"
+    cat >"$work/privoxy/config" <<CONF
+confdir $work/privoxy
+logdir $work/privoxy
+listen-address 127.0.0.1:$port
+max-client-connections 19000
+listen-backlog 4096
+accept-intercepted-requests 1
+keep-alive-timeout 300
+socket-timeout 300
+CONF
+    taskset -c "$proxy_cpu" privoxy --no-daemon "$work/privoxy/config" >"$work/privoxy/stdout.log" 2>&1 &
+    pids[privoxy]=$!
+    wait_for_port "$port" privoxy "$work/privoxy/stdout.log"
+    forward_addr[privoxy]=127.0.0.1:$port
+    origin_addr[privoxy]=127.0.0.1:$port
+    origin_host[privoxy]=127.0.0.1:$nginx_port
+}
+
+stop_target() {  # stop_target NAME
+    local pid=${pids[$1]:-}
+    [ -n "$pid" ] || return 0
+    kill "$pid" 2>/dev/null || true
+    # nginx daemonizes, so it is not this shell's child to wait for.
+    for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    wait "$pid" 2>/dev/null || true
+    unset "pids[$1]"
+}
+
+# The resident memory of a process and its descendants, in KiB: FIELD is
+# VmRSS (now) or VmHWM (peak since the last reset_peak_rss).
+tree_memory_kib() {  # tree_memory_kib PID FIELD
+    local total=0 pid value
+    for pid in $1 $(pgrep -P "$1" 2>/dev/null) ; do
+        value=$(awk -v f="$2:" '$1 == f {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        total=$((total + ${value:-0}))
+    done
+    echo "$total"
+}
+
+reset_peak_rss() {  # reset_peak_rss PID
+    local pid
+    for pid in $1 $(pgrep -P "$1" 2>/dev/null); do
+        echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
+    done
+}
+
+open_descriptors() {  # open_descriptors PID
+    local total=0 pid
+    for pid in $1 $(pgrep -P "$1" 2>/dev/null); do
+        total=$((total + $(ls "/proc/$pid/fd" 2>/dev/null | wc -l)))
+    done
+    echo "$total"
+}
