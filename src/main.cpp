@@ -39,7 +39,9 @@ WorkerLimits size_worker(Config& config, std::uint64_t descriptor_limit) {
     // A tunnel direction holds a pipe (two descriptors) only while bytes are in
     // flight, so a pool of a few percent of the sessions covers busy tunnels.
     std::uint64_t pipes = std::min<std::uint64_t>(1024, descriptor_limit / 16);
-    std::uint64_t reserve = reserved_descriptors + 2 * pipes;
+    // Idle upstream connections kept for other sessions to reuse.
+    std::uint64_t idle_upstreams = std::min<std::uint64_t>(256, descriptor_limit / 64);
+    std::uint64_t reserve = reserved_descriptors + 2 * pipes + idle_upstreams;
     std::uint64_t fitting = descriptor_limit > reserve + 2 ? (descriptor_limit - reserve) / 2 : 1;
     if (config.max_connections == 0) {
         config.max_connections = static_cast<std::uint32_t>(std::min<std::uint64_t>(fitting, 1'000'000));
@@ -54,6 +56,7 @@ WorkerLimits size_worker(Config& config, std::uint64_t descriptor_limit) {
     }
     limits.max_connections = config.max_connections;
     limits.max_pipes = static_cast<std::uint32_t>(pipes);
+    limits.max_idle_upstreams = static_cast<std::uint32_t>(idle_upstreams);
     return limits;
 }
 

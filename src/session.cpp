@@ -358,7 +358,11 @@ Worker::Step Worker::start_upstream(std::uint32_t index) noexcept {
             s.upstream_reused = true;
             return on_upstream_ready(index);
         }
-        close_upstream(s);
+        if (s.upstream) park_upstream(s);
+    }
+    if (!s.connect_method && take_pooled_upstream(index)) {
+        s.upstream_reused = true;
+        return on_upstream_ready(index);
     }
     s.phase = Phase::Connecting;
     s.phase_started_ms = now_ms_;
@@ -569,6 +573,14 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
         s.request = nullptr;
     }
 
+    // Past the head and whatever body came with it, a large Content-Length body
+    // skips the buffer: splice moves it socket to socket.
+    if (s.body_relayed ||
+        (splice_enabled_ && s.response_head_done && !s.response_complete && s.response_unsent == 0 &&
+         s.response_body == http::BodyKind::Length && s.response_remaining >= buffer_size &&
+         (!s.response || s.response->empty())))
+        return relay_response_body(index, progress);
+
     bool upstream_ended = false;
     bool upstream_reset = false;
     if (!s.response_complete && s.upstream_can_read) {
@@ -650,11 +662,54 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
     return progress ? Step::Progress : Step::Wait;
 }
 
+// The relay reads exactly the remaining body, so the upstream connection stays
+// reusable; an upstream that ends early truncates the response.
+Worker::Step Worker::relay_response_body(std::uint32_t index, bool progress) noexcept {
+    Session& s = sessions_[index];
+    if (!s.body_relayed) {
+        if (s.response) {
+            buffers_.release(s.response);
+            s.response = nullptr;
+        }
+        s.to_client = RelayDirection{};
+        s.to_client.read_limit = s.response_remaining;
+        s.body_relayed = true;
+    }
+    RelayContext context{buffers_, pipes_, splice_enabled_, tunnel_budget};
+    std::uint64_t sent_before = s.to_client.bytes, spliced_before = s.to_client.spliced_bytes;
+    RelayResult result = relay(s.to_client, s.upstream.get(), s.client.get(), s.upstream_can_read,
+                               s.client_can_write, context);
+    std::uint64_t sent = s.to_client.bytes - sent_before;
+    s.bytes_out += sent;
+    counters_.bytes_out += sent;
+    counters_.spliced += s.to_client.spliced_bytes - spliced_before;
+    s.response_remaining = s.to_client.read_limit;
+    if (sent > 0) progress = true;
+    switch (result) {
+    case RelayResult::Finished:
+        release_relay(s.to_client, buffers_, pipes_);
+        s.body_relayed = false;
+        s.response_complete = true;
+        return finish_exchange(index);
+    case RelayResult::Error:
+        close_upstream(s);
+        return close_session(index, s.to_client.source_eof ? EndReason::UpstreamTruncated
+                                                            : EndReason::ClientReset);
+    case RelayResult::Yield:
+        queue_retry(index);
+        return Step::Wait;
+    case RelayResult::Waiting: break;
+    }
+    return progress ? Step::Progress : Step::Wait;
+}
+
 Worker::Step Worker::finish_exchange(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
     bool leftover = s.response && !s.response->empty();
     if (!s.upstream_reusable || !s.request_complete || s.request_unsent > 0 || leftover)
         close_upstream(s);
+    else if (!s.keep_client || !s.request_complete)
+        park_upstream(s);
     if (s.response) {
         buffers_.release(s.response);
         s.response = nullptr;
@@ -823,6 +878,8 @@ Worker::Step Worker::close_session(std::uint32_t index, EndReason reason) noexce
         if (reason != EndReason::Done && s.status < 400 && s.phase != Phase::Tunnel) ++counters_.failures;
         log_request(s);
     }
+    // Between requests a kept upstream connection is clean and can serve others.
+    if (s.upstream && s.phase == Phase::ReadingHead) park_upstream(s);
     release_relay(s.to_upstream, buffers_, pipes_);
     release_relay(s.to_client, buffers_, pipes_);
     if (s.request) buffers_.release(s.request);

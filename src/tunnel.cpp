@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace cproxy {
@@ -45,6 +46,10 @@ void PipePool::destroy(Pipe pipe) noexcept {
 }
 
 static bool would_block(int error) noexcept { return error == EAGAIN || error == EWOULDBLOCK; }
+
+static void note_read(RelayDirection& direction, std::uint64_t n) noexcept {
+    if (direction.read_limit != no_read_limit) direction.read_limit -= n;
+}
 
 static void park_idle_resources(RelayDirection& direction, const RelayContext& context) noexcept {
     if (direction.buffer && direction.buffer->empty()) {
@@ -88,7 +93,13 @@ RelayResult relay(RelayDirection& direction, int from, int to, bool& can_read, b
             moved += static_cast<std::size_t>(n);
             continue;
         }
+        if (direction.read_limit == 0) {
+            park_idle_resources(direction, context);
+            direction.finished = true;
+            return RelayResult::Finished;
+        }
         if (direction.source_eof) {
+            if (direction.read_limit != no_read_limit) return RelayResult::Error;
             park_idle_resources(direction, context);
             ::shutdown(to, SHUT_WR);
             direction.finished = true;
@@ -103,10 +114,12 @@ RelayResult relay(RelayDirection& direction, int from, int to, bool& can_read, b
         if (context.splice_enabled && !direction.copy_only) {
             if (direction.pipe.read_end < 0) direction.pipe = context.pipes.acquire();
             if (direction.pipe.read_end >= 0) {
-                ssize_t n = ::splice(from, nullptr, direction.pipe.write_end, nullptr,
-                                     PipePool::pipe_capacity, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+                std::size_t wanted = std::min<std::uint64_t>(PipePool::pipe_capacity, direction.read_limit);
+                ssize_t n = ::splice(from, nullptr, direction.pipe.write_end, nullptr, wanted,
+                                     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n > 0) {
                     direction.pipe_bytes = static_cast<std::uint32_t>(n);
+                    note_read(direction, static_cast<std::uint64_t>(n));
                 } else if (n == 0) {
                     direction.source_eof = true;
                 } else if (would_block(errno)) {
@@ -121,9 +134,11 @@ RelayResult relay(RelayDirection& direction, int from, int to, bool& can_read, b
         }
         if (!direction.buffer) direction.buffer = context.buffers.acquire();
         if (!direction.buffer) return RelayResult::Yield;
-        ssize_t n = ::recv(from, direction.buffer->space(), direction.buffer->space_size(), 0);
+        std::size_t wanted = std::min<std::uint64_t>(direction.buffer->space_size(), direction.read_limit);
+        ssize_t n = ::recv(from, direction.buffer->space(), wanted, 0);
         if (n > 0) {
             direction.buffer->commit(static_cast<std::uint32_t>(n));
+            note_read(direction, static_cast<std::uint64_t>(n));
         } else if (n == 0) {
             direction.source_eof = true;
         } else if (would_block(errno)) {

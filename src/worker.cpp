@@ -13,7 +13,7 @@ namespace cproxy {
 
 namespace {
 
-enum class TokenKind : std::uint64_t { Listener, Client, Upstream, Resolver, Stop };
+enum class TokenKind : std::uint64_t { Listener, Client, Upstream, ParkedUpstream, Resolver, Stop };
 
 std::uint64_t make_token(TokenKind kind, std::uint32_t index, std::uint32_t generation) noexcept {
     return static_cast<std::uint64_t>(kind) | (static_cast<std::uint64_t>(index) << 8) |
@@ -48,6 +48,7 @@ Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listen
       sessions_(limits.max_connections),
       buffers_(limits.max_connections * 2 + 16),
       pipes_(limits.max_pipes),
+      idle_upstreams_(limits.max_idle_upstreams),
       timers_(limits.max_connections, monotonic_ms()),
       resolver_(2, 1024),
       access_log_(config.verbose ? STDERR_FILENO : -1),
@@ -94,6 +95,7 @@ void Worker::run() {
             case TokenKind::Listener: accept_clients(listeners_[index].get()); break;
             case TokenKind::Client: on_session_event(index, generation, false, event.events); break;
             case TokenKind::Upstream: on_session_event(index, generation, true, event.events); break;
+            case TokenKind::ParkedUpstream: idle_upstreams_.drop(index, generation); break;
             case TokenKind::Resolver:
                 resolver_.drain(now_ms_, [this](const Resolver::Answer& answer, std::string_view host) {
                     on_resolved(answer, host);
@@ -104,6 +106,7 @@ void Worker::run() {
         }
         run_retries();
         timers_.expire(now_ms_, [this](std::uint32_t index) { on_timer(index); });
+        idle_upstreams_.expire(now_ms_);
     }
 }
 
@@ -186,6 +189,29 @@ void Worker::on_session_event(std::uint32_t index, std::uint32_t generation, boo
         s.client_can_write |= writable;
     }
     drive(index);
+}
+
+// A reusable upstream connection outlives its session in the pool, watched
+// for the server closing it while it waits.
+void Worker::park_upstream(Session& s) noexcept {
+    int fd = s.upstream.get();
+    auto parked = idle_upstreams_.park(std::move(s.upstream), s.upstream_address, now_ms_);
+    if (parked.slot != UINT32_MAX &&
+        !reactor_.rewatch(fd, make_token(TokenKind::ParkedUpstream, parked.slot, parked.generation), false))
+        idle_upstreams_.drop(parked.slot, parked.generation);
+    close_upstream(s);
+}
+
+bool Worker::take_pooled_upstream(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    Fd connection = idle_upstreams_.take(s.destination, now_ms_);
+    if (!connection || !reactor_.rewatch(connection.get(), token(index, true), true)) return false;
+    s.upstream = std::move(connection);
+    s.upstream_address = s.destination;
+    s.upstream_can_read = false;
+    s.upstream_can_write = true;
+    s.upstream_reusable = false;
+    return true;
 }
 
 void Worker::queue_retry(std::uint32_t index) noexcept {

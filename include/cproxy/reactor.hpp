@@ -1,7 +1,8 @@
 // The edge-triggered epoll loop's system-call surface: the only file that calls
 // epoll_*. Sockets are registered once for read, write and peer-shutdown
-// readiness; the session keeps "can read / can write" in user space and never
-// calls epoll_ctl again for the socket's lifetime (closing it deregisters it).
+// readiness; the session keeps "can read / can write" in user space and calls
+// epoll_ctl again only when an upstream connection changes owner (parked in the
+// upstream pool, or taken back by a session); closing deregisters it.
 #pragma once
 
 #include <sys/epoll.h>
@@ -21,6 +22,9 @@ public:
     bool add(int fd, std::uint64_t token) noexcept;
     // Registers `fd` edge-triggered for input only (listeners, eventfd, signalfd).
     bool add_input(int fd, std::uint64_t token) noexcept;
+    // Re-registers a watched socket under a new token: for in, out and peer
+    // shutdown like add(), or for input and peer shutdown only.
+    bool rewatch(int fd, std::uint64_t token, bool output) noexcept;
     // Waits up to timeout_ms (-1: forever); returns the number of events (0 on EINTR).
     int wait(int timeout_ms) noexcept;
     const epoll_event& event(int i) const noexcept { return events_[i]; }

@@ -78,7 +78,7 @@ struct Session {
     http::ChunkedDecoder request_chunked;
     http::ChunkedDecoder response_chunked;
     RelayDirection to_upstream;  // tunnel only
-    RelayDirection to_client;
+    RelayDirection to_client;    // tunnel, or a large response body
     SocketAddress client_address;
     SocketAddress destination;       // where the current request goes
     SocketAddress upstream_address;  // where `upstream` is connected, kept for reuse
@@ -112,6 +112,7 @@ struct Session {
     bool response_head_done = false;
     bool response_complete = false;
     bool response_started = false;   // bytes of this response reached the client
+    bool body_relayed = false;       // the rest of the response body goes through to_client
     bool keep_client = false;        // client connection persists after this response
     bool client_http10 = false;
     bool legacy_keep_alive = false;  // HTTP/1.0 client that asked for keep-alive

@@ -1,6 +1,7 @@
-// Relaying one direction of a byte stream (a CONNECT tunnel) from one socket to
-// another: splice(2) through a pooled pipe so the bytes never enter user space,
-// or a pooled buffer copy when no pipe is free or splice is not supported.
+// Relaying one direction of a byte stream (a CONNECT tunnel, or a large
+// response body) from one socket to another: splice(2) through a pooled pipe so
+// the bytes never enter user space, or a pooled buffer copy when no pipe is
+// free or splice is not supported.
 //
 // Per direction, each call to relay():
 //
@@ -11,6 +12,10 @@
 // A refill is only attempted into an empty pipe, so EAGAIN from splice(socket →
 // pipe) always means "socket drained", never "pipe full". Idle directions give
 // their pipe and buffer back, so an idle tunnel holds neither.
+//
+// A direction with a read limit (a Content-Length body) reads exactly that many
+// bytes, so the connection stays usable for the next response; it finishes
+// without shutting anything down, and a source that ends early is an error.
 #pragma once
 
 #include <cstddef>
@@ -49,6 +54,8 @@ private:
     std::uint32_t in_use_ = 0;
 };
 
+inline constexpr std::uint64_t no_read_limit = UINT64_MAX;
+
 struct RelayDirection {
     Pipe pipe;
     std::uint32_t pipe_bytes = 0;
@@ -56,6 +63,7 @@ struct RelayDirection {
     bool source_eof = false;
     bool finished = false;     // EOF relayed as shutdown(SHUT_WR)
     bool copy_only = false;    // splice refused for this socket pair
+    std::uint64_t read_limit = no_read_limit;  // bytes still to read from the source
     std::uint64_t bytes = 0;
     std::uint64_t spliced_bytes = 0;
 };
@@ -69,9 +77,9 @@ struct RelayContext {
 
 enum class RelayResult : std::uint8_t {
     Waiting,      // needs readiness on one of the sockets
-    Finished,     // source ended and everything was delivered
+    Finished,     // source ended (or the read limit was reached) and everything was delivered
     Yield,        // budget spent or no buffer free: call again soon
-    Error,        // a socket failed (reset, broken pipe)
+    Error,        // a socket failed (reset, broken pipe), or a limited source ended early
 };
 
 RelayResult relay(RelayDirection& direction, int from, int to, bool& can_read, bool& can_write,

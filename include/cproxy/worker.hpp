@@ -20,6 +20,7 @@
 #include "cproxy/slab.hpp"
 #include "cproxy/timer_wheel.hpp"
 #include "cproxy/tunnel.hpp"
+#include "cproxy/upstream_pool.hpp"
 
 namespace cproxy {
 
@@ -37,6 +38,7 @@ struct Counters {
 struct WorkerLimits {
     std::uint32_t max_connections;
     std::uint32_t max_pipes;
+    std::uint32_t max_idle_upstreams;
 };
 
 class Worker {
@@ -81,6 +83,9 @@ private:
     Step linger(std::uint32_t index) noexcept;
     Step check_idle_upstream(std::uint32_t index) noexcept;
     Step fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
+    Step relay_response_body(std::uint32_t index, bool progress) noexcept;
+    void park_upstream(Session& s) noexcept;
+    bool take_pooled_upstream(std::uint32_t index) noexcept;
     bool classify_request_body(Session& s) noexcept;
     bool classify_response_body(Session& s) noexcept;
     void start_reading_head(Session& s) noexcept;
@@ -101,6 +106,7 @@ private:
     Slab<Session> sessions_;
     BufferPool buffers_;
     PipePool pipes_;
+    UpstreamPool idle_upstreams_;
     TimerWheel timers_;
     Resolver resolver_;
     AccessLog access_log_;

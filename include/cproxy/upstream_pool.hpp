@@ -1,0 +1,75 @@
+// Idle upstream connections that finished sessions left reusable, kept for the
+// next session going to the same address: a client that closes after every
+// response (siege, curl in a loop, most HTTP/1.0 tools) then costs the origin
+// no new connection per request.
+//
+// Bounded, because its descriptors are reserved in the worker's budget; when
+// full, the connection idle longest is closed to make room. Per address the
+// most recently parked connection is reused first, so surplus ones age out.
+// Nothing is kept longer than max_idle_ms: servers close idle keep-alive
+// connections after a few seconds (Apache and Node.js: 5 s), and a request
+// sent as the server closes would be lost.
+//
+// The pool owns the descriptors but knows nothing of epoll: the worker watches
+// a parked connection under the slot's token, and any event on it (the server
+// closed it, or sent bytes nobody asked for) drops it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cproxy/address.hpp"
+#include "cproxy/fd.hpp"
+
+namespace cproxy {
+
+class UpstreamPool {
+public:
+    static constexpr std::uint64_t max_idle_ms = 2000;
+
+    struct Parked {
+        std::uint32_t slot;
+        std::uint32_t generation;
+    };
+
+    explicit UpstreamPool(std::uint32_t capacity);
+
+    // Takes ownership of `connection`; capacity 0 closes it at once.
+    Parked park(Fd connection, const SocketAddress& address, std::uint64_t now_ms) noexcept;
+    // The most recently parked live connection to `address`, or an empty Fd.
+    Fd take(const SocketAddress& address, std::uint64_t now_ms) noexcept;
+    // An event arrived for a parked connection: close it, if it is still parked.
+    void drop(std::uint32_t slot, std::uint32_t generation) noexcept;
+    // Closes connections parked longer than max_idle_ms.
+    void expire(std::uint64_t now_ms) noexcept;
+
+    std::uint32_t capacity() const noexcept { return static_cast<std::uint32_t>(entries_.size()); }
+    std::uint32_t parked() const noexcept { return parked_; }
+
+private:
+    static constexpr std::uint32_t none = UINT32_MAX;
+
+    struct Entry {
+        Fd connection;
+        SocketAddress address;
+        std::uint64_t parked_ms = 0;
+        std::uint32_t generation = 0;
+        std::uint32_t bucket = none;
+        // Age order over all parked entries (newest first), or the free list.
+        std::uint32_t newer = none, older = none;
+        // Same-bucket chain, newest first.
+        std::uint32_t next_in_bucket = none, previous_in_bucket = none;
+    };
+
+    void unlink(std::uint32_t slot) noexcept;  // from both lists; the descriptor stays
+    void close_entry(std::uint32_t slot) noexcept;
+    std::uint32_t bucket_of(const SocketAddress& address) const noexcept;
+
+    std::vector<Entry> entries_;
+    std::vector<std::uint32_t> buckets_;  // head of each chain
+    std::uint32_t newest_ = none, oldest_ = none;
+    std::uint32_t free_ = none;           // chained through `older`
+    std::uint32_t parked_ = 0;
+};
+
+}  // namespace cproxy
