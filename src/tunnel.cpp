@@ -30,7 +30,9 @@ Pipe PipePool::acquire() noexcept {
     if (::pipe2(ends, O_NONBLOCK | O_CLOEXEC) != 0) return {};
     ++created_;
     ++in_use_;
-    return {ends[0], ends[1]};
+    int capacity = ::fcntl(ends[1], F_SETPIPE_SZ, wanted_capacity);
+    if (capacity < 0) capacity = ::fcntl(ends[1], F_GETPIPE_SZ);
+    return {ends[0], ends[1], static_cast<std::uint32_t>(capacity > 0 ? capacity : 4096)};
 }
 
 void PipePool::release(Pipe pipe) noexcept {
@@ -114,7 +116,7 @@ RelayResult relay(RelayDirection& direction, int from, int to, bool& can_read, b
         if (context.splice_enabled && !direction.copy_only) {
             if (direction.pipe.read_end < 0) direction.pipe = context.pipes.acquire();
             if (direction.pipe.read_end >= 0) {
-                std::size_t wanted = std::min<std::uint64_t>(PipePool::pipe_capacity, direction.read_limit);
+                std::size_t wanted = std::min<std::uint64_t>(direction.pipe.capacity, direction.read_limit);
                 ssize_t n = ::splice(from, nullptr, direction.pipe.write_end, nullptr, wanted,
                                      SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
                 if (n > 0) {

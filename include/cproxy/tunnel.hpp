@@ -29,11 +29,15 @@ namespace cproxy {
 struct Pipe {
     int read_end = -1;
     int write_end = -1;
+    std::uint32_t capacity = 0;
 };
 
 class PipePool {
 public:
-    static constexpr std::size_t pipe_capacity = 65536;
+    // Bulk transfers move a pipe's capacity per pair of splice calls, so pipes
+    // are enlarged from the kernel's 64 KiB; past the per-user pipe memory
+    // limit the kernel refuses and a pipe keeps its default size.
+    static constexpr int wanted_capacity = 256 * 1024;
 
     explicit PipePool(std::uint32_t max_pipes);
     ~PipePool();
