@@ -50,7 +50,7 @@ http {
 }
 CONF
     taskset -c "$load_cpu" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
-    wait_for_port "$nginx_port" nginx "$work/nginx/logs/error.log"
+    wait_for_port "$nginx_port" nginx "$work/nginx/logs/error.log" || return 1
     forward_addr[direct]=127.0.0.1:$nginx_port
     origin_addr[direct]=127.0.0.1:$nginx_port
     origin_host[direct]=127.0.0.1:$nginx_port
@@ -65,7 +65,7 @@ start_cproxy() {  # start_cproxy [EXTRA-OPTION...]
         --backend "127.0.0.1:$nginx_port" --connect-ports "$nginx_port" "$@" \
         >"$work/cproxy.out" 2>"$work/cproxy.err" &
     pids[cproxy]=$!
-    wait_for_port "$cproxy_port" cproxy "$work/cproxy.err"
+    wait_for_port "$cproxy_port" cproxy "$work/cproxy.err" || return 1
     forward_addr[cproxy]=127.0.0.1:$cproxy_port
     origin_addr[cproxy]=127.0.0.1:$cproxy_port
     origin_host[cproxy]=127.0.0.1:$cproxy_port
@@ -94,7 +94,7 @@ CONF
     taskset -c "$proxy_cpu" tinyproxy -d -c "$work/tinyproxy/tinyproxy.conf" \
         >"$work/tinyproxy/stdout.log" 2>&1 &
     pids[tinyproxy]=$!
-    wait_for_port "$port" tinyproxy "$work/tinyproxy/tinyproxy.log"
+    wait_for_port "$port" tinyproxy "$work/tinyproxy/tinyproxy.log" || return 1
     forward_addr[tinyproxy]=127.0.0.1:$port
     origin_addr[tinyproxy]=127.0.0.1:$port
     origin_host[tinyproxy]=127.0.0.1:$port
@@ -129,8 +129,8 @@ cache_effective_user proxy
 CONF
     taskset -c "$proxy_cpu" squid -N -f "$work/squid/squid.conf" >"$work/squid/stdout.log" 2>&1 &
     pids[squid]=$!
-    wait_for_port "$port" squid "$work/squid/cache.log"
-    wait_for_port "$accel_port" squid "$work/squid/cache.log"
+    wait_for_port "$port" squid "$work/squid/cache.log" || return 1
+    wait_for_port "$accel_port" squid "$work/squid/cache.log" || return 1
     forward_addr[squid]=127.0.0.1:$port
     origin_addr[squid]=127.0.0.1:$accel_port
     origin_host[squid]=127.0.0.1:$accel_port
@@ -154,7 +154,7 @@ socket-timeout 300
 CONF
     taskset -c "$proxy_cpu" privoxy --no-daemon "$work/privoxy/config" >"$work/privoxy/stdout.log" 2>&1 &
     pids[privoxy]=$!
-    wait_for_port "$port" privoxy "$work/privoxy/stdout.log"
+    wait_for_port "$port" privoxy "$work/privoxy/stdout.log" || return 1
     forward_addr[privoxy]=127.0.0.1:$port
     origin_addr[privoxy]=127.0.0.1:$port
     origin_host[privoxy]=127.0.0.1:$nginx_port

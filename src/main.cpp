@@ -127,10 +127,11 @@ int main(int argc, char** argv) {
         worker.run();
         const Counters& c = worker.counters();
         log_info("stopped: %llu connections accepted, %llu refused, %llu requests, %llu tunnels, "
-                 "%llu failed, %llu bytes in, %llu bytes out (%llu spliced)",
+                 "%llu failed, %llu replayed, %llu bytes in, %llu bytes out (%llu spliced)",
                  static_cast<unsigned long long>(c.accepted), static_cast<unsigned long long>(c.refused),
                  static_cast<unsigned long long>(c.requests), static_cast<unsigned long long>(c.tunnels),
-                 static_cast<unsigned long long>(c.failures), static_cast<unsigned long long>(c.bytes_in),
+                 static_cast<unsigned long long>(c.failures), static_cast<unsigned long long>(c.replays),
+                 static_cast<unsigned long long>(c.bytes_in),
                  static_cast<unsigned long long>(c.bytes_out), static_cast<unsigned long long>(c.spliced));
     } catch (const std::system_error& error) {
         log_error("%s", error.what());

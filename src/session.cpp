@@ -25,6 +25,13 @@ constexpr std::string_view connection_established = "HTTP/1.1 200 Connection est
 
 bool would_block(int error) noexcept { return error == EAGAIN || error == EWOULDBLOCK; }
 
+// RFC 9110 §9.2.2.
+bool idempotent(std::string_view method) noexcept {
+    for (std::string_view m : {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+        if (method == m) return true;
+    return false;
+}
+
 void copy_field(char* out, std::size_t capacity, std::string_view text) noexcept {
     std::size_t n = std::min(text.size(), capacity - 1);
     for (std::size_t i = 0; i < n; ++i) {
@@ -133,6 +140,8 @@ void Worker::start_reading_head(Session& s) noexcept {
     s.request_body = s.response_body = http::BodyKind::None;
     s.request_complete = s.response_head_done = s.response_complete = false;
     s.response_started = s.close_after_response = s.upstream_reused = false;
+    s.fresh_upstream_only = false;
+    s.replay_length = 0;
     s.head_method = s.connect_method = false;
     s.status = 0;
     s.end = EndReason::Done;
@@ -310,6 +319,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     }
     s.request_unsent = static_cast<std::uint32_t>(length);
     s.request_complete = s.request_body == http::BodyKind::None;
+    s.replay_length = s.request_complete && idempotent(s.method) ? s.request_unsent : 0;
     // A malformed chunk already here is caught again when exchange() classifies.
     classify_request_body(s);
     return step;
@@ -360,7 +370,7 @@ Worker::Step Worker::start_upstream(std::uint32_t index) noexcept {
         }
         if (s.upstream) park_upstream(s);
     }
-    if (!s.connect_method && take_pooled_upstream(index)) {
+    if (!s.connect_method && !s.fresh_upstream_only && take_pooled_upstream(index)) {
         s.upstream_reused = true;
         return on_upstream_ready(index);
     }
@@ -561,6 +571,7 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
         } else if (n < 0 && would_block(errno)) {
             s.upstream_can_write = false;
         } else {
+            if (prepare_replay(s)) return start_upstream(index);
             close_upstream(s);
             if (s.response_started) return close_session(index, EndReason::UpstreamReset);
             s.close_after_response = true;
@@ -568,7 +579,7 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
                         EndReason::UpstreamReset);
         }
     }
-    if (s.request && s.request->empty() && s.request_complete) {
+    if (s.request && s.request->empty() && s.request_complete && s.replay_length == 0) {
         buffers_.release(s.request);
         s.request = nullptr;
     }
@@ -597,6 +608,7 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
             ssize_t n = ::recv(s.upstream.get(), s.response->space(), limit - used, 0);
             if (n > 0) {
                 s.response->commit(static_cast<std::uint32_t>(n));
+                s.replay_length = 0;  // the server answered: never replay now
                 progress = true;
             } else if (n == 0) {
                 upstream_ended = true;
@@ -623,6 +635,7 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
     }
 
     if (upstream_ended) {
+        if (!s.response_head_done && prepare_replay(s)) return start_upstream(index);
         close_upstream(s);
         if (!s.response_head_done) {
             if (s.response_started) return close_session(index, EndReason::UpstreamClosed);
@@ -660,6 +673,26 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
 
     if (s.response_complete && s.response_unsent == 0) return finish_exchange(index);
     return progress ? Step::Progress : Step::Wait;
+}
+
+// A server may close an idle keep-alive connection just as a request goes out
+// on it. A bodiless idempotent request that got no byte of response on a
+// reused connection is sent once more on a new one (RFC 9112 §9.3.1).
+bool Worker::prepare_replay(Session& s) noexcept {
+    if (!s.upstream_reused || s.replay_length == 0 || !s.request) return false;
+    if (s.request->empty()) {
+        // Sent in full: the consumed head is still at the buffer's start.
+        s.request->resize(s.replay_length);
+    } else if (s.request->size() != s.replay_length || s.request_unsent != s.replay_length) {
+        return false;  // partly sent, or a pipelined request follows
+    }
+    s.request_unsent = s.replay_length;
+    s.replay_length = 0;
+    close_upstream(s);
+    s.upstream_reused = false;
+    s.fresh_upstream_only = true;
+    ++counters_.replays;
+    return true;
 }
 
 // The relay reads exactly the remaining body, so the upstream connection stays

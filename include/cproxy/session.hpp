@@ -93,6 +93,10 @@ struct Session {
     std::uint32_t request_unsent = 0;   // bytes at request->data() that belong upstream
     std::uint32_t response_unsent = 0;  // bytes at response->data() that belong to the client
     std::uint32_t head_length = 0;      // the request head as received
+    // A bodiless idempotent request's rewritten head, kept in `request` until
+    // the response begins, for one replay if a reused upstream connection
+    // turns out closed (0: no replay possible).
+    std::uint32_t replay_length = 0;
     std::uint16_t status = 0;
     std::uint16_t target_port = 0;      // while the name is being resolved
     Phase phase = Phase::ReadingHead;
@@ -107,6 +111,7 @@ struct Session {
     bool head_started = false;       // bytes of a request head have arrived
     bool served_request = false;     // a request completed on this connection
     bool upstream_reused = false;
+    bool fresh_upstream_only = false; // a replay: no kept or pooled connection
     bool upstream_reusable = false;  // the response left the upstream connection usable
     bool request_complete = false;   // whole request classified
     bool response_head_done = false;

@@ -33,6 +33,7 @@ struct Counters {
     std::uint64_t bytes_in = 0;  // from clients
     std::uint64_t bytes_out = 0; // to clients
     std::uint64_t spliced = 0;
+    std::uint64_t replays = 0;    // requests sent again after a reused upstream closed
 };
 
 struct WorkerLimits {
@@ -84,6 +85,7 @@ private:
     Step check_idle_upstream(std::uint32_t index) noexcept;
     Step fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
     Step relay_response_body(std::uint32_t index, bool progress) noexcept;
+    bool prepare_replay(Session& s) noexcept;
     void park_upstream(Session& s) noexcept;
     bool take_pooled_upstream(std::uint32_t index) noexcept;
     bool classify_request_body(Session& s) noexcept;

@@ -139,3 +139,65 @@ TEST_CASE("integration: a large body the origin cuts short closes the client con
     CHECK(rest.data.size() - body_start - 4 == part.size());
     CHECK(rest.data.compare(body_start + 4, std::string::npos, part) == 0);
 }
+
+namespace {
+
+// An origin that answers the first request on each connection and closes the
+// connection, unanswered, when a second request arrives on it: a server whose
+// keep-alive timeout fired just as the proxy reused the connection.
+Origin::Handler one_answer_per_connection_origin()
+{
+    return [](Origin& o, Conn& c) {
+        auto first = c.read_request(kWait);
+        if (!first)
+            return;
+        o.record(std::move(*first));
+        if (!c.send_all(http_response(200, "first on this connection")))
+            return;
+        auto second = c.read_request(kWait);
+        if (second)
+            o.note("dropped " + second->method);
+    };
+}
+
+} // namespace
+
+TEST_CASE("integration: a GET on a reused connection the origin closed is sent again on a new one",
+          "[integration][upstream-reuse]")
+{
+    Origin o(one_answer_per_connection_origin());
+    Proxy p(proxy_args());
+    {
+        Conn c = p.connect();
+        auto r = c.roundtrip(get_and_close(o.url("/a")));
+        REQUIRE(r);
+        CHECK(r->status == 200);
+    }
+    Conn c = p.connect();
+    auto r = c.roundtrip(get_and_close(o.url("/b")));
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "first on this connection");
+    CHECK(o.connections() == 2);
+    REQUIRE(o.wait_notes(1));
+    CHECK(o.notes()[0] == "dropped GET");
+}
+
+TEST_CASE("integration: a POST on a reused connection the origin closed is not sent again",
+          "[integration][upstream-reuse]")
+{
+    Origin o(one_answer_per_connection_origin());
+    Proxy p(proxy_args());
+    {
+        Conn c = p.connect();
+        auto r = c.roundtrip(get_and_close(o.url("/a")));
+        REQUIRE(r);
+        CHECK(r->status == 200);
+    }
+    Conn c = p.connect();
+    auto r = c.roundtrip("POST " + o.url("/order") +
+                         " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    REQUIRE(r);
+    CHECK(r->status == 502);
+    CHECK(o.connections() == 1);
+}
