@@ -9,6 +9,12 @@
 
 declare -A forward_addr origin_addr origin_host pids
 
+describe_target() {  # describe_target NAME FORWARD-ADDR ORIGIN-ADDR ORIGIN-HOST
+    forward_addr[$1]=$2
+    origin_addr[$1]=$3
+    origin_host[$1]=$4
+}
+
 wait_for_port() {  # wait_for_port PORT NAME LOG
     for _ in $(seq 200); do
         ss -Hltn "sport = :$1" | grep -q LISTEN && return 0
@@ -51,9 +57,7 @@ http {
 CONF
     taskset -c "$load_cpu" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
     wait_for_port "$nginx_port" nginx "$work/nginx/logs/error.log" || return 1
-    forward_addr[direct]=127.0.0.1:$nginx_port
-    origin_addr[direct]=127.0.0.1:$nginx_port
-    origin_host[direct]=127.0.0.1:$nginx_port
+    describe_target direct 127.0.0.1:$nginx_port 127.0.0.1:$nginx_port 127.0.0.1:$nginx_port
     pids[direct]=$(cat "$work/nginx/nginx.pid")
 }
 
@@ -66,9 +70,7 @@ start_cproxy() {  # start_cproxy [EXTRA-OPTION...]
         >"$work/cproxy.out" 2>"$work/cproxy.err" &
     pids[cproxy]=$!
     wait_for_port "$cproxy_port" cproxy "$work/cproxy.err" || return 1
-    forward_addr[cproxy]=127.0.0.1:$cproxy_port
-    origin_addr[cproxy]=127.0.0.1:$cproxy_port
-    origin_host[cproxy]=127.0.0.1:$cproxy_port
+    describe_target cproxy 127.0.0.1:$cproxy_port 127.0.0.1:$cproxy_port 127.0.0.1:$cproxy_port
 }
 
 # tinyproxy: MaxClients raised from its default of 100, no ConnectPort lines
@@ -95,9 +97,7 @@ CONF
         >"$work/tinyproxy/stdout.log" 2>&1 &
     pids[tinyproxy]=$!
     wait_for_port "$port" tinyproxy "$work/tinyproxy/tinyproxy.log" || return 1
-    forward_addr[tinyproxy]=127.0.0.1:$port
-    origin_addr[tinyproxy]=127.0.0.1:$port
-    origin_host[tinyproxy]=127.0.0.1:$port
+    describe_target tinyproxy 127.0.0.1:$port 127.0.0.1:$port 127.0.0.1:$port
 }
 
 # squid: a forward port, plus an accelerator port in front of nginx for
@@ -131,9 +131,7 @@ CONF
     pids[squid]=$!
     wait_for_port "$port" squid "$work/squid/cache.log" || return 1
     wait_for_port "$accel_port" squid "$work/squid/cache.log" || return 1
-    forward_addr[squid]=127.0.0.1:$port
-    origin_addr[squid]=127.0.0.1:$accel_port
-    origin_host[squid]=127.0.0.1:$accel_port
+    describe_target squid 127.0.0.1:$port 127.0.0.1:$accel_port 127.0.0.1:$accel_port
 }
 
 # privoxy with no action or filter files does no filtering; it has no reverse
@@ -155,9 +153,7 @@ CONF
     taskset -c "$proxy_cpu" privoxy --no-daemon "$work/privoxy/config" >"$work/privoxy/stdout.log" 2>&1 &
     pids[privoxy]=$!
     wait_for_port "$port" privoxy "$work/privoxy/stdout.log" || return 1
-    forward_addr[privoxy]=127.0.0.1:$port
-    origin_addr[privoxy]=127.0.0.1:$port
-    origin_host[privoxy]=127.0.0.1:$nginx_port
+    describe_target privoxy 127.0.0.1:$port 127.0.0.1:$port 127.0.0.1:$nginx_port
 }
 
 stop_target() {  # stop_target NAME

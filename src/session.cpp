@@ -741,7 +741,7 @@ Worker::Step Worker::finish_exchange(std::uint32_t index) noexcept {
     bool leftover = s.response && !s.response->empty();
     if (!s.upstream_reusable || !s.request_complete || s.request_unsent > 0 || leftover)
         close_upstream(s);
-    else if (!s.keep_client || !s.request_complete)
+    else if (!s.keep_client)
         park_upstream(s);
     if (s.response) {
         buffers_.release(s.response);

@@ -34,9 +34,9 @@ std::uint32_t UpstreamPool::bucket_of(const SocketAddress& address) const noexce
     return hash & static_cast<std::uint32_t>(buckets_.size() - 1);
 }
 
-UpstreamPool::Parked UpstreamPool::park(Fd connection, const SocketAddress& address,
-                                        std::uint64_t now_ms) noexcept {
-    if (entries_.empty()) return {none, 0};
+std::optional<UpstreamPool::Parked> UpstreamPool::park(Fd connection, const SocketAddress& address,
+                                                       std::uint64_t now_ms) noexcept {
+    if (entries_.empty()) return std::nullopt;
     if (free_ == none) close_entry(oldest_);
     std::uint32_t slot = free_;
     Entry& e = entries_[slot];
@@ -56,7 +56,7 @@ UpstreamPool::Parked UpstreamPool::park(Fd connection, const SocketAddress& addr
     if (e.next_in_bucket != none) entries_[e.next_in_bucket].previous_in_bucket = slot;
     buckets_[e.bucket] = slot;
     ++parked_;
-    return {slot, e.generation};
+    return Parked{slot, e.generation};
 }
 
 Fd UpstreamPool::take(const SocketAddress& address, std::uint64_t now_ms) noexcept {

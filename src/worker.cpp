@@ -196,9 +196,9 @@ void Worker::on_session_event(std::uint32_t index, std::uint32_t generation, boo
 void Worker::park_upstream(Session& s) noexcept {
     int fd = s.upstream.get();
     auto parked = idle_upstreams_.park(std::move(s.upstream), s.upstream_address, now_ms_);
-    if (parked.slot != UINT32_MAX &&
-        !reactor_.rewatch(fd, make_token(TokenKind::ParkedUpstream, parked.slot, parked.generation), false))
-        idle_upstreams_.drop(parked.slot, parked.generation);
+    if (parked &&
+        !reactor_.rewatch(fd, make_token(TokenKind::ParkedUpstream, parked->slot, parked->generation), false))
+        idle_upstreams_.drop(parked->slot, parked->generation);
     close_upstream(s);
 }
 
@@ -259,6 +259,12 @@ void Worker::update_deadline(std::uint32_t index) noexcept {
     if (!timers_.armed(index) || deadline < timers_.deadline(index)) timers_.arm(index, deadline);
 }
 
+// For a failure found outside the session's own socket events (a timer, a
+// lookup answer): no event will come to send the response, so drive it now.
+void Worker::fail_and_drive(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept {
+    if (fail(index, status, detail, reason) != Step::Closed) drive(index);
+}
+
 void Worker::on_timer(std::uint32_t index) noexcept {
     if (!sessions_.in_use(index)) return;
     Session& s = sessions_[index];
@@ -271,7 +277,7 @@ void Worker::on_timer(std::uint32_t index) noexcept {
     case Phase::ReadingHead:
         if (s.head_started) {
             begin_unparsed_request(s);
-            if (fail(index, 408, "the request head did not arrive in time", EndReason::TimeoutHeader) != Step::Closed) drive(index);
+            fail_and_drive(index, 408, "the request head did not arrive in time", EndReason::TimeoutHeader);
             return;
         }
         close_session(index, s.served_request ? EndReason::TimeoutIdle : EndReason::TimeoutHeader);
@@ -279,21 +285,21 @@ void Worker::on_timer(std::uint32_t index) noexcept {
     case Phase::Resolving:
     case Phase::Connecting:
         close_upstream(s);
-        if (fail(index, 504, "the upstream connection was not established in time",
-             EndReason::TimeoutConnect) != Step::Closed) drive(index);
+        fail_and_drive(index, 504, "the upstream connection was not established in time",
+                       EndReason::TimeoutConnect);
         return;
     case Phase::Exchanging:
         if (!s.request_complete && !s.response_started) {
             close_upstream(s);
             s.close_after_response = true;
-            if (fail(index, 408, "the request body did not arrive in time", EndReason::TimeoutIdle) != Step::Closed) drive(index);
+            fail_and_drive(index, 408, "the request body did not arrive in time", EndReason::TimeoutIdle);
             return;
         }
         if (!s.response_started) {
             close_upstream(s);
             s.close_after_response = true;
-            if (fail(index, 504, "the upstream server did not respond in time",
-                 s.response_head_done ? EndReason::TimeoutIdle : EndReason::TimeoutResponse) != Step::Closed) drive(index);
+            fail_and_drive(index, 504, "the upstream server did not respond in time",
+                           s.response_head_done ? EndReason::TimeoutIdle : EndReason::TimeoutResponse);
             return;
         }
         close_session(index, EndReason::TimeoutIdle);
@@ -314,7 +320,7 @@ void Worker::on_resolved(const Resolver::Answer& answer, std::string_view host) 
         char detail[320];
         std::snprintf(detail, sizeof detail, "cannot resolve host '%.*s'",
                       static_cast<int>(host.size()), host.data());
-        if (fail(index, 502, detail, EndReason::ResolveFailed) != Step::Closed) drive(index);
+        fail_and_drive(index, 502, detail, EndReason::ResolveFailed);
         return;
     }
     s.destination = answer.address;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "cproxy/address.hpp"
@@ -34,8 +35,8 @@ public:
 
     explicit UpstreamPool(std::uint32_t capacity);
 
-    // Takes ownership of `connection`; capacity 0 closes it at once.
-    Parked park(Fd connection, const SocketAddress& address, std::uint64_t now_ms) noexcept;
+    // Takes ownership of `connection`; capacity 0 closes it at once (nullopt).
+    std::optional<Parked> park(Fd connection, const SocketAddress& address, std::uint64_t now_ms) noexcept;
     // The most recently parked live connection to `address`, or an empty Fd.
     Fd take(const SocketAddress& address, std::uint64_t now_ms) noexcept;
     // An event arrived for a parked connection: close it, if it is still parked.

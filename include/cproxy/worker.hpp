@@ -84,6 +84,7 @@ private:
     Step linger(std::uint32_t index) noexcept;
     Step check_idle_upstream(std::uint32_t index) noexcept;
     Step fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
+    void fail_and_drive(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
     Step relay_response_body(std::uint32_t index, bool progress) noexcept;
     bool prepare_replay(Session& s) noexcept;
     void park_upstream(Session& s) noexcept;

@@ -215,6 +215,15 @@ TEST_CASE("integration: SIGTERM and SIGINT make the proxy exit 0 promptly", "[in
     }
 }
 
+TEST_CASE("integration: the start-up log names the connection and pipe capacity", "[integration][cli]")
+{
+    Proxy p(proxy_args({"--max-connections", "100"}));
+    CHECK(p.wait_err([](const std::string& err) {
+        return err.find("info: up to 100 client connections and ") != std::string::npos &&
+               err.find(" splice pipes (open-file limit ") != std::string::npos;
+    }));
+}
+
 TEST_CASE("integration: -v writes one access-log line per request", "[integration][cli]")
 {
     Origin o(http_origin([](const HttpRequest& r) {

@@ -2,6 +2,7 @@
 // large response bodies relayed socket to socket (splice with a read limit).
 #include "harness.hpp"
 
+#include <csignal>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -160,6 +161,16 @@ Origin::Handler one_answer_per_connection_origin()
     };
 }
 
+// One answered request from a client that then leaves: the proxy parks the
+// origin connection, and the next request reuses it.
+void leave_a_parked_connection(Proxy& p, const Origin& o)
+{
+    Conn c = p.connect();
+    auto r = c.roundtrip(get_and_close(o.url("/a")));
+    REQUIRE(r);
+    CHECK(r->status == 200);
+}
+
 } // namespace
 
 TEST_CASE("integration: a GET on a reused connection the origin closed is sent again on a new one",
@@ -167,12 +178,7 @@ TEST_CASE("integration: a GET on a reused connection the origin closed is sent a
 {
     Origin o(one_answer_per_connection_origin());
     Proxy p(proxy_args());
-    {
-        Conn c = p.connect();
-        auto r = c.roundtrip(get_and_close(o.url("/a")));
-        REQUIRE(r);
-        CHECK(r->status == 200);
-    }
+    leave_a_parked_connection(p, o);
     Conn c = p.connect();
     auto r = c.roundtrip(get_and_close(o.url("/b")));
     REQUIRE(r);
@@ -181,6 +187,9 @@ TEST_CASE("integration: a GET on a reused connection the origin closed is sent a
     CHECK(o.connections() == 2);
     REQUIRE(o.wait_notes(1));
     CHECK(o.notes()[0] == "dropped GET");
+    // The final counters say a request was sent again.
+    REQUIRE(p.stop(SIGTERM, Ms(3000)) == 0);
+    CHECK(p.err().find(", 1 replayed,") != std::string::npos);
 }
 
 TEST_CASE("integration: a POST on a reused connection the origin closed is not sent again",
@@ -188,12 +197,7 @@ TEST_CASE("integration: a POST on a reused connection the origin closed is not s
 {
     Origin o(one_answer_per_connection_origin());
     Proxy p(proxy_args());
-    {
-        Conn c = p.connect();
-        auto r = c.roundtrip(get_and_close(o.url("/a")));
-        REQUIRE(r);
-        CHECK(r->status == 200);
-    }
+    leave_a_parked_connection(p, o);
     Conn c = p.connect();
     auto r = c.roundtrip("POST " + o.url("/order") +
                          " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");

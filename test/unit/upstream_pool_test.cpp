@@ -73,13 +73,13 @@ TEST_CASE("upstream pool: a drop closes only the registration it was meant for")
     UpstreamPool pool(2);
     Fd first = open_connection_stand_in();
     int first_fd = first.get();
-    auto parked = pool.park(std::move(first), address("127.0.0.1", 80), 0);
+    auto parked = pool.park(std::move(first), address("127.0.0.1", 80), 0).value();
     Fd taken = pool.take(address("127.0.0.1", 80), 0);
     REQUIRE(taken.get() == first_fd);
     // An event queued for the parked registration arrives after the take.
     pool.drop(parked.slot, parked.generation);
     CHECK(is_open(first_fd));
-    auto again = pool.park(std::move(taken), address("127.0.0.1", 80), 0);
+    auto again = pool.park(std::move(taken), address("127.0.0.1", 80), 0).value();
     CHECK(again.slot == parked.slot);
     CHECK(again.generation != parked.generation);
     pool.drop(parked.slot, parked.generation);
@@ -93,7 +93,7 @@ TEST_CASE("upstream pool: capacity 0 keeps nothing") {
     UpstreamPool pool(0);
     Fd connection = open_connection_stand_in();
     int fd = connection.get();
-    pool.park(std::move(connection), address("127.0.0.1", 80), 0);
+    CHECK_FALSE(pool.park(std::move(connection), address("127.0.0.1", 80), 0));
     CHECK_FALSE(is_open(fd));
     CHECK_FALSE(pool.take(address("127.0.0.1", 80), 0));
 }
