@@ -1,12 +1,25 @@
 #include "cproxy/config.hpp"
 
 #include <getopt.h>
+#include <grp.h>
 #include <netdb.h>
+#include <pwd.h>
+#include <sys/stat.h>
 
+#include <cctype>
 #include <cstring>
-#include <string_view>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+// The build sets this from $(SYSCONFDIR); the fallback matches its default.
+#ifndef CPROXY_SYSCONFDIR
+#define CPROXY_SYSCONFDIR "/usr/local/etc"
+#endif
 
 namespace cproxy {
+
+const char* const default_config_file = CPROXY_SYSCONFDIR "/cproxy/cproxy.conf";
 
 std::optional<std::uint32_t> parse_duration_ms(std::string_view text) noexcept {
     std::uint64_t value = 0;
@@ -53,158 +66,443 @@ std::optional<std::bitset<65536>> parse_port_list(std::string_view text) noexcep
     return ports;
 }
 
-static SocketAddress parse_listen(const char* option, std::string_view text) {
-    auto host_port = split_host_port(text);
-    if (!host_port)
-        throw ConfigError(std::string(option) + ": '" + std::string(text) +
-                          "' is not ADDR:PORT (IPv6 as [ADDR]:PORT)");
-    auto address = parse_ip_literal(host_port->host, host_port->port);
-    if (!address)
-        throw ConfigError(std::string(option) + ": '" + std::string(host_port->host) +
-                          "' is not an IPv4 or IPv6 address");
-    return *address;
+namespace {
+
+std::string quoted(std::string_view value) {
+    std::string text;
+    text.reserve(value.size() + 2);
+    text.append(1, '\'').append(value).append(1, '\'');
+    return text;
 }
 
-// Start-up only: the one place a blocking lookup is acceptable.
-static Backend resolve_backend(std::string_view text) {
-    auto host_port = split_host_port(text);
-    if (!host_port || host_port->port == 0)
-        throw ConfigError("--backend: '" + std::string(text) + "' is not HOST:PORT");
-    Backend backend;
-    backend.host = std::string(text);
+// What a directive does with its value: "" on success, else the problem.
+using Apply = std::string (*)(Config&, std::string_view value);
+
+struct Directive {
+    std::string_view name;
+    std::string_view argument;  // for --help
+    std::string_view help;      // for --help, with the default
+    Apply apply;
+    // Repeatable directives accumulate; the command line's values replace the
+    // file's, so `clear` runs before the first command-line one is applied.
+    void (*clear)(Config&) = nullptr;
+};
+
+std::string apply_listen(Config& config, std::string_view value) {
+    auto host_port = split_host_port(value);
+    if (!host_port) return quoted(value) + " is not ADDR:PORT (IPv6 as [ADDR]:PORT)";
+    auto address = parse_ip_literal(host_port->host, host_port->port);
+    if (!address) return quoted(host_port->host) + " is not an IPv4 or IPv6 address";
+    config.listen.push_back(*address);
+    return {};
+}
+
+std::string apply_max_connections(Config& config, std::string_view value) {
+    std::uint64_t number = 0;
+    bool valid = !value.empty() && value.size() <= 9;
+    for (char c : value) {
+        if (c < '0' || c > '9') valid = false;
+        else number = number * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (!valid || number == 0 || number > 10'000'000)
+        return quoted(value) + " is not a number between 1 and 10000000";
+    config.max_connections = static_cast<std::uint32_t>(number);
+    return {};
+}
+
+std::string apply_backend(Config& config, std::string_view value) {
+    auto host_port = split_host_port(value);
+    if (!host_port || host_port->port == 0 || host_port->host.empty())
+        return quoted(value) + " is not HOST:PORT";
+    // Resolved once the whole configuration is known (see resolve_backend).
+    config.backend = Backend{std::string(value), SocketAddress{}};
+    return {};
+}
+
+bool valid_user_pass(std::string_view pair) {
+    auto colon = pair.find(':');
+    return colon != 0 && colon != std::string_view::npos;
+}
+
+std::string apply_auth(Config& config, std::string_view value) {
+    if (!valid_user_pass(value)) return "expected USER:PASS";
+    config.auth.emplace_back(value);
+    return {};
+}
+
+std::string apply_auth_file(Config& config, std::string_view value) {
+    config.auth_file = std::string(value);
+    return {};
+}
+
+template <bool Allow>
+std::string apply_access_rule(Config& config, std::string_view value) {
+    auto ranges = parse_address_ranges(value);
+    if (!ranges)
+        return quoted(value) + " is not a comma-separated list of addresses or CIDR blocks "
+                               "(10.0.0.0/8, 2001:db8::/32) or 'all'";
+    for (const AddressRange& range : *ranges) config.access_rules.push_back(AccessRule{Allow, range});
+    return {};
+}
+
+std::string apply_connect_ports(Config& config, std::string_view value) {
+    auto ports = parse_port_list(value);
+    if (!ports) return quoted(value) + " is not a comma-separated list of ports 1-65535 or 'any'";
+    config.connect_ports = *ports;
+    return {};
+}
+
+template <std::uint32_t Config::*Field>
+std::string apply_duration(Config& config, std::string_view value) {
+    auto ms = parse_duration_ms(value);
+    if (!ms) return quoted(value) + " is not a duration (500ms, 10s, 5m, 2h, or seconds)";
+    config.*Field = *ms;
+    return {};
+}
+
+std::string apply_access_log(Config& config, std::string_view value) {
+    if (value.empty()) return "expected a path, 'stderr' or 'off'";
+    config.access_log = value == "off" ? std::string() : std::string(value);
+    return {};
+}
+
+std::string apply_error_log(Config& config, std::string_view value) {
+    if (value.empty() || value == "off") return "expected a path, 'stderr' or 'syslog'";
+    config.error_log = std::string(value);
+    return {};
+}
+
+std::string apply_log_level(Config& config, std::string_view value) {
+    auto level = parse_log_level(value);
+    if (!level) return quoted(value) + " is not one of error, warning, info, debug";
+    config.log_level = *level;
+    return {};
+}
+
+std::string apply_pid_file(Config& config, std::string_view value) {
+    if (value.empty()) return "expected a path or 'off'";
+    config.pid_file = value == "off" ? std::string() : std::string(value);
+    return {};
+}
+
+std::string apply_user(Config& config, std::string_view value) {
+    if (value.empty()) return "expected a user name";
+    config.user = std::string(value);
+    return {};
+}
+
+std::string apply_group(Config& config, std::string_view value) {
+    if (value.empty()) return "expected a group name";
+    config.group = std::string(value);
+    return {};
+}
+
+bool is_token(std::string_view text) {
+    if (text.empty() || text.size() > 64) return false;
+    for (char c : text)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_')) return false;
+    return true;
+}
+
+std::string apply_via(Config& config, std::string_view value) {
+    if (value == "on") config.via = "cproxy";
+    else if (value == "off") config.via.clear();
+    else if (is_token(value)) config.via = std::string(value);
+    else return quoted(value) + " is not on, off or a name of letters, digits, '-', '.' and '_'";
+    return {};
+}
+
+std::string apply_splice(Config& config, std::string_view value) {
+    if (value != "on" && value != "off") return quoted(value) + " is not on or off";
+    config.splice = value == "on";
+    return {};
+}
+
+const Directive directives[] = {
+    {"listen", "ADDR:PORT", "listen address, repeatable (default 127.0.0.1:8888;\n"
+                            "IPv6 as [::1]:8888; port 0 picks a free port)",
+     apply_listen, [](Config& c) { c.listen.clear(); }},
+    {"max_connections", "N", "client sessions (default: from the open-file limit)", apply_max_connections},
+    {"backend", "HOST:PORT", "where origin-form requests (GET /path) are sent", apply_backend},
+    {"auth", "USER:PASS", "require Basic proxy authentication, repeatable", apply_auth,
+     [](Config& c) { c.auth.clear(); }},
+    {"auth_file", "PATH", "file of user:password lines, one per user", apply_auth_file},
+    {"allow", "CIDR,...", "admit these clients; first allow/deny match wins", apply_access_rule<true>,
+     [](Config& c) { c.access_rules.clear(); }},
+    {"deny", "CIDR,...", "refuse these clients with 403", apply_access_rule<false>,
+     [](Config& c) { c.access_rules.clear(); }},
+    {"connect_ports", "LIST", "ports CONNECT may reach: 443,8443 or any (default 443)", apply_connect_ports},
+    {"timeout_header", "D", "time to receive a request head (default 10s)",
+     apply_duration<&Config::timeout_header_ms>},
+    {"timeout_idle", "D", "idle keep-alive connection (default 60s)", apply_duration<&Config::timeout_idle_ms>},
+    {"timeout_connect", "D", "upstream name lookup and connect (default 10s)",
+     apply_duration<&Config::timeout_connect_ms>},
+    {"timeout_response", "D", "upstream response head (default 60s)",
+     apply_duration<&Config::timeout_response_ms>},
+    {"timeout_tunnel_idle", "D", "CONNECT tunnel with no traffic (default 5m)",
+     apply_duration<&Config::timeout_tunnel_idle_ms>},
+    {"shutdown_timeout", "D", "how long a stop waits for open requests (default 10s)",
+     apply_duration<&Config::shutdown_timeout_ms>},
+    {"access_log", "PATH", "one line per request: a file, stderr or off (default off)", apply_access_log},
+    {"error_log", "PATH", "a file, stderr or syslog (default stderr)", apply_error_log},
+    {"log_level", "LEVEL", "error, warning, info or debug (default info)", apply_log_level},
+    {"pid_file", "PATH", "write the process id here (default off)", apply_pid_file},
+    {"user", "NAME", "switch to this user after binding, when started as root", apply_user},
+    {"group", "NAME", "switch to this group (default: the user's)", apply_group},
+    {"via", "on|off|NAME", "the Via field's name, or none (default on: cproxy)", apply_via},
+    {"splice", "on|off", "relay tunnels with splice(2) (default on)", apply_splice},
+};
+
+const Directive* find_directive(std::string_view name) {
+    for (const Directive& directive : directives)
+        if (directive.name == name) return &directive;
+    return nullptr;
+}
+
+std::string option_name(std::string_view directive) {
+    std::string option(directive);
+    for (char& c : option)
+        if (c == '_') c = '-';
+    return option;
+}
+
+// Splits one line into words: bare words end at whitespace or '#', quoted ones
+// may hold both. Returns false (with `problem` set) on a syntax error.
+bool split_words(std::string_view line, std::vector<std::string>& words, std::string& problem) {
+    std::size_t i = 0;
+    while (true) {
+        while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+        if (i == line.size() || line[i] == '#') return true;
+        std::string word;
+        if (line[i] == '"') {
+            ++i;
+            while (true) {
+                if (i == line.size()) {
+                    problem = "unterminated quoted string";
+                    return false;
+                }
+                char c = line[i++];
+                if (c == '"') break;
+                if (c == '\\') {
+                    if (i == line.size() || (line[i] != '"' && line[i] != '\\')) {
+                        problem = "only \\\" and \\\\ are escapes in a quoted string";
+                        return false;
+                    }
+                    c = line[i++];
+                }
+                word += c;
+            }
+            if (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '#') {
+                problem = "a quoted string must be followed by a space";
+                return false;
+            }
+        } else {
+            while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '#') {
+                if (line[i] == '"') {
+                    problem = "a quote inside a word; quote the whole value";
+                    return false;
+                }
+                word += line[i++];
+            }
+        }
+        for (char c : word) {
+            if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+                problem = "control character in a value";
+                return false;
+            }
+        }
+        words.push_back(std::move(word));
+    }
+}
+
+// Start-up and reload only: the one place a blocking lookup is acceptable.
+std::string resolve_backend(Backend& backend) {
+    auto host_port = split_host_port(backend.host);
     if (auto literal = parse_ip_literal(host_port->host, host_port->port)) {
         backend.address = *literal;
-        return backend;
+        return {};
     }
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* result = nullptr;
     std::string host(host_port->host);
     int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &result);
-    if (rc != 0 || !result)
-        throw ConfigError("--backend: cannot resolve '" + host + "': " + gai_strerror(rc));
+    if (rc != 0 || !result) return "cannot resolve " + quoted(host) + ": " + gai_strerror(rc);
     std::memcpy(&backend.address.storage, result->ai_addr, result->ai_addrlen);
     backend.address.length = result->ai_addrlen;
     backend.address.set_port(host_port->port);
     ::freeaddrinfo(result);
-    return backend;
+    return {};
 }
 
-static std::uint32_t parse_duration_option(const char* option, const char* text) {
-    auto ms = parse_duration_ms(text);
-    if (!ms)
-        throw ConfigError(std::string(option) + ": '" + text +
-                          "' is not a duration (e.g. 500ms, 10s, 5m, or seconds)");
-    return *ms;
+void read_auth_file(Config& config, const std::string& origin, LoadedConfig& loaded) {
+    const std::string& path = config.auth_file;
+    std::ifstream in(path);
+    if (!in) {
+        loaded.errors.push_back(origin + ": cannot read " + quoted(path) + ": " + std::strerror(errno));
+        return;
+    }
+    struct stat status{};
+    if (::stat(path.c_str(), &status) == 0 && (status.st_mode & S_IROTH))
+        loaded.warnings.push_back(origin + ": " + path +
+                                  " is readable by every user of this machine (chmod o-r it)");
+    std::string line;
+    for (int number = 1; std::getline(in, line); ++number) {
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        std::string_view text = line;
+        while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+        if (text.empty() || text.front() == '#') continue;
+        if (!valid_user_pass(text)) {
+            loaded.errors.push_back(path + ":" + std::to_string(number) + ": expected user:password");
+            continue;
+        }
+        config.auth.emplace_back(text);
+    }
+}
+
+void validate(LoadedConfig& loaded, const std::map<std::string, std::string>& origins) {
+    Config& config = loaded.config;
+    auto origin_of = [&](const char* directive) {
+        auto found = origins.find(directive);
+        return found == origins.end() ? std::string(directive) : found->second;
+    };
+    if (config.listen.empty()) config.listen.push_back(*parse_ip_literal("127.0.0.1", 8888));
+    if (!config.auth_file.empty()) read_auth_file(config, origin_of("auth_file"), loaded);
+    if (config.backend) {
+        std::string problem = resolve_backend(*config.backend);
+        if (!problem.empty()) loaded.errors.push_back(origin_of("backend") + ": " + problem);
+    }
+    if (!config.user.empty() && !::getpwnam(config.user.c_str()))
+        loaded.errors.push_back(origin_of("user") + ": no such user " + quoted(config.user));
+    if (!config.group.empty() && !::getgrnam(config.group.c_str()))
+        loaded.errors.push_back(origin_of("group") + ": no such group " + quoted(config.group));
+    bool clients_restricted = !config.auth.empty() || !config.auth_file.empty();
+    for (const AccessRule& rule : config.access_rules) clients_restricted |= rule.allow;
+    for (const SocketAddress& address : config.listen) {
+        if (address.is_loopback() || clients_restricted) continue;
+        loaded.errors.push_back("refusing to run an open proxy: listen " + to_string(address) +
+                                " is not a loopback address and no auth, auth_file or allow rule "
+                                "restricts who may use it");
+        break;
+    }
+}
+
+std::string format_error(const Setting& setting, std::string_view problem) {
+    if (setting.from_file) return setting.origin + ": " + setting.directive + ": " + std::string(problem);
+    return setting.origin + ": " + std::string(problem);
+}
+
+}  // namespace
+
+std::vector<Setting> parse_config_text(std::string_view text, const std::string& file_name,
+                                       std::vector<std::string>& errors) {
+    std::vector<Setting> settings;
+    std::map<std::string_view, std::string> first_seen;
+    int number = 0;
+    while (!text.empty()) {
+        ++number;
+        auto newline = text.find('\n');
+        std::string_view line = text.substr(0, newline);
+        text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        std::string where = file_name + ":" + std::to_string(number);
+        std::vector<std::string> words;
+        std::string problem;
+        if (!split_words(line, words, problem)) {
+            errors.push_back(where + ": " + problem);
+            continue;
+        }
+        if (words.empty()) continue;
+        const Directive* directive = find_directive(words[0]);
+        if (!directive) {
+            errors.push_back(where + ": unknown directive " + quoted(words[0]));
+            continue;
+        }
+        if (words.size() == 1) {
+            errors.push_back(where + ": " + words[0] + " needs a value");
+            continue;
+        }
+        if (words.size() > 2) {
+            errors.push_back(where + ": " + words[0] +
+                             " takes one value (lists are comma-separated; quote a value with spaces)");
+            continue;
+        }
+        if (!directive->clear) {
+            auto [first, inserted] = first_seen.emplace(directive->name, where);
+            if (!inserted) {
+                errors.push_back(where + ": duplicate " + words[0] + " (first set at " + first->second + ")");
+                continue;
+            }
+        }
+        settings.push_back(Setting{std::move(words[0]), std::move(words[1]), where, true});
+    }
+    return settings;
 }
 
 void print_usage(std::FILE* out) {
-    std::fputs(
-        "usage: cproxy [options]\n"
-        "HTTP/1.1 forward proxy with CONNECT tunnelling.\n\n"
-        "  -l, --listen ADDR:PORT       listen address, repeatable (default 127.0.0.1:8888;\n"
-        "                               IPv6 as [::1]:8888; port 0 picks a free port)\n"
-        "      --auth USER:PASS         require Basic proxy authentication, repeatable\n"
-        "      --backend HOST:PORT      where origin-form requests (GET /path) are sent\n"
-        "      --connect-ports LIST     ports CONNECT may reach: 443,8443 or any (default 443)\n"
-        "      --max-connections N      client sessions (default: from the open-file limit)\n"
-        "      --timeout-header D       time to receive a request head (default 10s)\n"
-        "      --timeout-idle D         idle keep-alive connection (default 60s)\n"
-        "      --timeout-connect D      upstream name lookup and connect (default 10s)\n"
-        "      --timeout-response D     upstream response head (default 60s)\n"
-        "      --timeout-tunnel-idle D  CONNECT tunnel with no traffic (default 5m)\n"
-        "      --splice on|off          relay tunnels with splice(2) (default on)\n"
-        "  -v, --verbose                one access-log line per request on stderr\n"
-        "  -h, --help                   this text\n"
-        "  -V, --version                print the version\n\n"
-        "Durations: 500ms, 10s, 5m, or a bare number of seconds.\n",
-        out);
+    std::fputs("usage: cproxy [-c FILE] [-t] [options]\n"
+               "HTTP/1.1 forward proxy with CONNECT tunnelling.\n\n"
+               "  -c, --config FILE            read FILE (default " CPROXY_SYSCONFDIR
+               "/cproxy/cproxy.conf,\n"
+               "                               if it exists)\n"
+               "  -t, --test-config            check the configuration and exit 0, or 2\n",
+               out);
+    for (const Directive& directive : directives) {
+        std::string left = (directive.name == "listen" ? "  -l, --" : "      --") +
+                           option_name(directive.name) + " " + std::string(directive.argument);
+        std::string_view help = directive.help;
+        bool first = true;
+        while (!help.empty()) {
+            auto newline = help.find('\n');
+            std::string_view part = help.substr(0, newline);
+            std::fprintf(out, "%-31s%s%.*s\n", first ? left.c_str() : "",
+                         first && left.size() >= 31 ? "\n                               " : "",
+                         static_cast<int>(part.size()), part.data());
+            first = false;
+            help.remove_prefix(newline == std::string_view::npos ? help.size() : newline + 1);
+        }
+    }
+    std::fputs("  -v, --verbose                the same as --access-log stderr\n"
+               "  -h, --help                   this text\n"
+               "  -V, --version                print the version\n\n"
+               "Every option --foo-bar is the directive foo_bar in the config file; options win.\n"
+               "Durations: 500ms, 10s, 5m, 2h, or a bare number of seconds. See cproxy.conf(5).\n",
+               out);
 }
 
 CommandLine parse_command_line(int argc, char** argv) {
-    enum : int {
-        opt_auth = 256,
-        opt_backend,
-        opt_connect_ports,
-        opt_max_connections,
-        opt_timeout_header,
-        opt_timeout_idle,
-        opt_timeout_connect,
-        opt_timeout_response,
-        opt_timeout_tunnel_idle,
-        opt_splice,
-    };
-    static const option long_options[] = {
-        {"listen", required_argument, nullptr, 'l'},
-        {"auth", required_argument, nullptr, opt_auth},
-        {"backend", required_argument, nullptr, opt_backend},
-        {"connect-ports", required_argument, nullptr, opt_connect_ports},
-        {"max-connections", required_argument, nullptr, opt_max_connections},
-        {"timeout-header", required_argument, nullptr, opt_timeout_header},
-        {"timeout-idle", required_argument, nullptr, opt_timeout_idle},
-        {"timeout-connect", required_argument, nullptr, opt_timeout_connect},
-        {"timeout-response", required_argument, nullptr, opt_timeout_response},
-        {"timeout-tunnel-idle", required_argument, nullptr, opt_timeout_tunnel_idle},
-        {"splice", required_argument, nullptr, opt_splice},
-        {"verbose", no_argument, nullptr, 'v'},
-        {"help", no_argument, nullptr, 'h'},
-        {"version", no_argument, nullptr, 'V'},
-        {nullptr, 0, nullptr, 0},
-    };
+    constexpr int directive_base = 256;
+    static std::vector<std::string> names;
+    static std::vector<option> long_options;
+    if (long_options.empty()) {
+        for (const Directive& directive : directives) names.push_back(option_name(directive.name));
+        for (std::size_t i = 0; i < names.size(); ++i)
+            long_options.push_back({names[i].c_str(), required_argument, nullptr,
+                                    directive_base + static_cast<int>(i)});
+        long_options.push_back({"config", required_argument, nullptr, 'c'});
+        long_options.push_back({"test-config", no_argument, nullptr, 't'});
+        long_options.push_back({"verbose", no_argument, nullptr, 'v'});
+        long_options.push_back({"help", no_argument, nullptr, 'h'});
+        long_options.push_back({"version", no_argument, nullptr, 'V'});
+        long_options.push_back({nullptr, 0, nullptr, 0});
+    }
 
     CommandLine result;
-    Config& config = result.config;
-    config.connect_ports.set(443);
     ::opterr = 0;
     ::optind = 1;
     int opt;
-    while ((opt = ::getopt_long(argc, argv, ":l:vhV", long_options, nullptr)) != -1) {
+    while ((opt = ::getopt_long(argc, argv, ":c:l:tvhV", long_options.data(), nullptr)) != -1) {
+        if (opt >= directive_base) {
+            std::size_t i = static_cast<std::size_t>(opt - directive_base);
+            result.settings.push_back(
+                Setting{std::string(directives[i].name), ::optarg, "--" + names[i], false});
+            continue;
+        }
         switch (opt) {
-        case 'l': config.listen.push_back(parse_listen("--listen", ::optarg)); break;
-        case opt_auth: {
-            std::string_view pair = ::optarg;
-            auto colon = pair.find(':');
-            if (colon == 0 || colon == std::string_view::npos)
-                throw ConfigError("--auth: expected USER:PASS");
-            config.auth.emplace_back(pair);
-            break;
-        }
-        case opt_backend: config.backend = resolve_backend(::optarg); break;
-        case opt_connect_ports: {
-            auto ports = parse_port_list(::optarg);
-            if (!ports)
-                throw ConfigError(std::string("--connect-ports: '") + ::optarg +
-                                  "' is not a comma-separated list of ports 1-65535 or 'any'");
-            config.connect_ports = *ports;
-            break;
-        }
-        case opt_max_connections: {
-            std::string_view text = ::optarg;
-            std::uint64_t value = 0;
-            bool valid = !text.empty() && text.size() <= 9;
-            for (char c : text) {
-                if (c < '0' || c > '9') valid = false;
-                else value = value * 10 + static_cast<std::uint64_t>(c - '0');
-            }
-            if (!valid || value == 0 || value > 10'000'000)
-                throw ConfigError(std::string("--max-connections: '") + ::optarg +
-                                  "' is not a number between 1 and 10000000");
-            config.max_connections = static_cast<std::uint32_t>(value);
-            break;
-        }
-        case opt_timeout_header: config.timeout_header_ms = parse_duration_option("--timeout-header", ::optarg); break;
-        case opt_timeout_idle: config.timeout_idle_ms = parse_duration_option("--timeout-idle", ::optarg); break;
-        case opt_timeout_connect: config.timeout_connect_ms = parse_duration_option("--timeout-connect", ::optarg); break;
-        case opt_timeout_response: config.timeout_response_ms = parse_duration_option("--timeout-response", ::optarg); break;
-        case opt_timeout_tunnel_idle: config.timeout_tunnel_idle_ms = parse_duration_option("--timeout-tunnel-idle", ::optarg); break;
-        case opt_splice: {
-            std::string_view value = ::optarg;
-            if (value != "on" && value != "off")
-                throw ConfigError(std::string("--splice: '") + ::optarg + "' is not on or off");
-            config.splice = value == "on";
-            break;
-        }
-        case 'v': config.verbose = true; break;
+        case 'l': result.settings.push_back(Setting{"listen", ::optarg, "--listen", false}); break;
+        case 'c': result.config_file = ::optarg; break;
+        case 't': result.action = CommandAction::TestConfig; break;
+        case 'v': result.settings.push_back(Setting{"access_log", "stderr", "--verbose", false}); break;
         case 'h': result.action = CommandAction::Help; break;
         case 'V': result.action = CommandAction::Version; break;
         case ':':
@@ -215,8 +513,42 @@ CommandLine parse_command_line(int argc, char** argv) {
     }
     if (::optind < argc)
         throw ConfigError(std::string("unexpected argument '") + argv[::optind] + "'");
-    if (config.listen.empty()) config.listen.push_back(*parse_ip_literal("127.0.0.1", 8888));
     return result;
+}
+
+LoadedConfig load_config(const CommandLine& command, const std::string& default_file) {
+    LoadedConfig loaded;
+    std::vector<Setting> settings;
+    std::string file = command.config_file.value_or(default_file);
+    struct stat status{};
+    if (command.config_file || ::stat(file.c_str(), &status) == 0) {
+        loaded.file = file;
+        std::ifstream in(file);
+        if (!in) {
+            loaded.errors.push_back("cannot read config file " + quoted(file) + ": " + std::strerror(errno));
+        } else {
+            std::stringstream text;
+            text << in.rdbuf();
+            settings = parse_config_text(text.str(), file, loaded.errors);
+        }
+    }
+
+    std::map<std::string, std::string> origins;
+    auto apply = [&](const Setting& setting) {
+        const Directive* directive = find_directive(setting.directive);
+        std::string problem = directive->apply(loaded.config, setting.value);
+        if (!problem.empty()) loaded.errors.push_back(format_error(setting, problem));
+        origins[setting.directive] =
+            setting.from_file ? setting.origin + ": " + setting.directive : setting.origin;
+    };
+    for (const Setting& setting : settings) apply(setting);
+    for (const Setting& setting : command.settings) {
+        const Directive* directive = find_directive(setting.directive);
+        if (directive->clear) directive->clear(loaded.config);
+    }
+    for (const Setting& setting : command.settings) apply(setting);
+    validate(loaded, origins);
+    return loaded;
 }
 
 }  // namespace cproxy

@@ -109,7 +109,9 @@ std::size_t write_request_head(const http::RequestHead& head, const RequestRewri
             continue;
         writer.field(name, headers[i].value);
     }
-    writer << "Via: " << version_text(head.version_minor) << " " << rewrite.via_name << "\r\n\r\n";
+    if (!rewrite.via_name.empty())
+        writer << "Via: " << version_text(head.version_minor) << " " << rewrite.via_name << "\r\n";
+    writer << "\r\n";
     return writer.finish();
 }
 
@@ -129,7 +131,8 @@ std::size_t write_response_head(const http::ResponseHead& head, ClientConnection
     }
     if (connection == ClientConnection::KeepAliveLegacy) writer << "Connection: keep-alive\r\n";
     if (connection == ClientConnection::Close) writer << "Connection: close\r\n";
-    writer << "Via: " << version_text(head.version_minor) << " " << via_name << "\r\n\r\n";
+    if (!via_name.empty()) writer << "Via: " << version_text(head.version_minor) << " " << via_name << "\r\n";
+    writer << "\r\n";
     return writer.finish();
 }
 

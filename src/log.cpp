@@ -1,15 +1,28 @@
 #include "cproxy/log.hpp"
 
+#include <fcntl.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
+#include <system_error>
 
 namespace cproxy {
 
+namespace {
+
+// The error log's destination. Written at start-up and on reload by the thread
+// that owns LogFiles; read by every message.
+int error_fd = STDERR_FILENO;
+bool error_to_syslog = false;
+LogLevel error_level = LogLevel::Info;
+
 // ISO 8601 UTC with milliseconds: "2026-11-24T16:15:28.123Z".
-static std::size_t format_now(char* out, std::size_t capacity) noexcept {
+std::size_t format_now(char* out, std::size_t capacity) noexcept {
     timespec now;
     ::clock_gettime(CLOCK_REALTIME, &now);
     tm parts;
@@ -19,37 +32,133 @@ static std::size_t format_now(char* out, std::size_t capacity) noexcept {
     return more > 0 ? length + static_cast<std::size_t>(more) : length;
 }
 
-static void vlog(const char* level, const char* format, va_list args) noexcept {
+const char* level_name(LogLevel level) noexcept {
+    switch (level) {
+    case LogLevel::Error: return "error";
+    case LogLevel::Warning: return "warning";
+    case LogLevel::Info: return "info";
+    case LogLevel::Debug: return "debug";
+    }
+    return "-";
+}
+
+int syslog_priority(LogLevel level) noexcept {
+    switch (level) {
+    case LogLevel::Error: return LOG_ERR;
+    case LogLevel::Warning: return LOG_WARNING;
+    case LogLevel::Info: return LOG_INFO;
+    case LogLevel::Debug: return LOG_DEBUG;
+    }
+    return LOG_INFO;
+}
+
+void vlog(LogLevel level, const char* format, va_list args) noexcept {
+    if (level > error_level) return;
     char line[1024];
-    std::size_t length = format_now(line, sizeof line);
-    int n = std::snprintf(line + length, sizeof line - length, " cproxy[%d] %s: ", ::getpid(), level);
+    std::size_t length = 0;
+    if (error_to_syslog) {
+        std::vsnprintf(line, sizeof line, format, args);
+        ::syslog(syslog_priority(level), "%s", line);
+        return;
+    }
+    length = format_now(line, sizeof line);
+    int n = std::snprintf(line + length, sizeof line - length, " cproxy[%d] %s: ", ::getpid(),
+                          level_name(level));
     if (n > 0) length += static_cast<std::size_t>(n);
     n = std::vsnprintf(line + length, sizeof line - length, format, args);
     if (n > 0) length += static_cast<std::size_t>(n);
     if (length > sizeof line - 2) length = sizeof line - 2;
     line[length++] = '\n';
-    [[maybe_unused]] auto written = ::write(STDERR_FILENO, line, length);
+    [[maybe_unused]] auto written = ::write(error_fd, line, length);
+}
+
+Fd open_log_file(const std::string& path) {
+    Fd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640));
+    if (!fd) throw std::system_error(errno, std::generic_category(), "cannot open log file " + path);
+    return fd;
+}
+
+bool is_file(const std::string& destination) noexcept {
+    return !destination.empty() && destination != "stderr" && destination != "syslog";
+}
+
+}  // namespace
+
+std::optional<LogLevel> parse_log_level(std::string_view text) noexcept {
+    if (text == "error") return LogLevel::Error;
+    if (text == "warning") return LogLevel::Warning;
+    if (text == "info") return LogLevel::Info;
+    if (text == "debug") return LogLevel::Debug;
+    return std::nullopt;
 }
 
 void log_error(const char* format, ...) noexcept {
     va_list args;
     va_start(args, format);
-    vlog("error", format, args);
+    vlog(LogLevel::Error, format, args);
     va_end(args);
 }
 
 void log_warning(const char* format, ...) noexcept {
     va_list args;
     va_start(args, format);
-    vlog("warning", format, args);
+    vlog(LogLevel::Warning, format, args);
     va_end(args);
 }
 
 void log_info(const char* format, ...) noexcept {
     va_list args;
     va_start(args, format);
-    vlog("info", format, args);
+    vlog(LogLevel::Info, format, args);
     va_end(args);
+}
+
+void log_debug(const char* format, ...) noexcept {
+    va_list args;
+    va_start(args, format);
+    vlog(LogLevel::Debug, format, args);
+    va_end(args);
+}
+
+void LogFiles::open(const std::string& access_log, const std::string& error_log, LogLevel level) {
+    Fd access = is_file(access_log) ? open_log_file(access_log) : Fd();
+    Fd error = is_file(error_log) ? open_log_file(error_log) : Fd();
+    if (error_log == "syslog" && !error_to_syslog) ::openlog("cproxy", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    if (error_log != "syslog" && error_to_syslog) ::closelog();
+    error_to_syslog = error_log == "syslog";
+    error_fd = error ? error.get() : STDERR_FILENO;
+    error_level = level;
+    access_path_ = access_log;
+    error_path_ = error_log;
+    access_ = std::move(access);
+    error_ = std::move(error);
+}
+
+void LogFiles::reopen() noexcept {
+    try {
+        if (is_file(error_path_)) {
+            error_ = open_log_file(error_path_);
+            error_fd = error_.get();
+        }
+    } catch (const std::system_error& failure) {
+        log_error("%s; still writing to the old file", failure.what());
+    }
+    try {
+        if (is_file(access_path_)) access_ = open_log_file(access_path_);
+    } catch (const std::system_error& failure) {
+        log_error("%s; still writing to the old file", failure.what());
+    }
+}
+
+int LogFiles::access_fd() const noexcept {
+    if (access_path_ == "stderr") return STDERR_FILENO;
+    return access_ ? access_.get() : -1;
+}
+
+LogFiles::~LogFiles() {
+    error_fd = STDERR_FILENO;
+    if (error_to_syslog) ::closelog();
+    error_to_syslog = false;
 }
 
 static std::string_view or_dash(std::string_view field) noexcept {
@@ -81,14 +190,31 @@ void AccessLog::write(const AccessRecord& r) noexcept {
     length_ += n;
 }
 
+void AccessLog::flush_if_due(std::uint64_t now_ms) noexcept {
+    if (length_ == 0) {
+        last_flush_ms_ = now_ms;
+        return;
+    }
+    if (length_ >= capacity / 2 || now_ms - last_flush_ms_ >= 1000) {
+        flush();
+        last_flush_ms_ = now_ms;
+    }
+}
+
 void AccessLog::flush() noexcept {
     std::size_t done = 0;
     while (done < length_) {
         ssize_t n = ::write(fd_, buffer_ + done, length_ - done);
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         done += static_cast<std::size_t>(n);
     }
     length_ = 0;
+}
+
+void AccessLog::set_fd(int fd) noexcept {
+    flush();
+    fd_ = fd;
 }
 
 }  // namespace cproxy

@@ -1,5 +1,6 @@
-// cproxy: start-up (command line, descriptor limit, sockets, signals) and the
-// worker loop. Exceptions are used here only; the loop itself never throws.
+// cproxy: start-up (configuration, descriptor limit, sockets, log files,
+// privileges) and the signals that steer the worker: stop, reload, reopen logs.
+// Exceptions are used here only; the loop itself never throws.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -9,11 +10,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <system_error>
 
 #include "cproxy/config.hpp"
 #include "cproxy/log.hpp"
+#include "cproxy/service.hpp"
 #include "cproxy/worker.hpp"
 
 using namespace cproxy;
@@ -74,17 +77,145 @@ Fd open_listener(const SocketAddress& address) {
     return fd;
 }
 
-Fd block_stop_signals() {
+// The signals main() handles, read from a signalfd in the worker's loop.
+Fd block_handled_signals() {
     ::signal(SIGPIPE, SIG_IGN);
     sigset_t signals;
     sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
+    for (int signal : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&signals, signal);
     if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0)
         throw std::system_error(errno, std::generic_category(), "sigprocmask");
     Fd fd(::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC));
     if (!fd) throw std::system_error(errno, std::generic_category(), "signalfd");
     return fd;
+}
+
+void report(const LoadedConfig& loaded) {
+    for (const std::string& warning : loaded.warnings) log_warning("%s", warning.c_str());
+    for (const std::string& error : loaded.errors) log_error("%s", error.c_str());
+}
+
+// Settings bound to what start-up created (sockets, slab, identity, pid file):
+// a reload keeps the running values and says so.
+void keep_start_up_settings(const Config& running, Config& next) {
+    std::string kept;
+    auto keep = [&](bool differs, const char* name) {
+        if (differs) kept += (kept.empty() ? "" : ", ") + std::string(name);
+    };
+    bool same_listen = running.listen.size() == next.listen.size();
+    for (std::size_t i = 0; same_listen && i < next.listen.size(); ++i)
+        same_listen = running.listen[i] == next.listen[i];
+    keep(!same_listen, "listen");
+    keep(next.max_connections != 0 && next.max_connections != running.max_connections, "max_connections");
+    keep(next.user != running.user, "user");
+    keep(next.group != running.group, "group");
+    keep(next.pid_file != running.pid_file, "pid_file");
+    next.listen = running.listen;
+    next.max_connections = running.max_connections;
+    next.user = running.user;
+    next.group = running.group;
+    next.pid_file = running.pid_file;
+    if (!kept.empty()) log_warning("reload: %s changed but take effect only at a restart", kept.c_str());
+}
+
+// SIGHUP: a new configuration for new requests, or the old one if the new one
+// has any error.
+void reload(const CommandLine& command, std::unique_ptr<Config>& running, std::unique_ptr<Config>& previous,
+            LogFiles& logs, Worker& worker) {
+    notify_reloading();
+    log_info("reloading the configuration");
+    LoadedConfig loaded = load_config(command, default_config_file);
+    report(loaded);
+    if (!loaded.errors.empty()) {
+        log_error("reload failed: %zu error%s; the running configuration stays", loaded.errors.size(),
+                  loaded.errors.size() == 1 ? "" : "s");
+        notify_service_manager("READY=1");
+        return;
+    }
+    auto next = std::make_unique<Config>(std::move(loaded.config));
+    keep_start_up_settings(*running, *next);
+    worker.flush_access_log();
+    try {
+        logs.open(next->access_log, next->error_log, next->log_level);
+    } catch (const std::system_error& error) {
+        log_error("reload failed: %s; the running configuration stays", error.what());
+        notify_service_manager("READY=1");
+        return;
+    }
+    worker.reconfigure(*next, logs.access_fd());
+    // Sessions may still hold views into the configuration they started with
+    // for the rest of the current event, so the old one lives one reload more.
+    previous = std::move(running);
+    running = std::move(next);
+    log_info("configuration reloaded%s%s", loaded.file.empty() ? "" : " from ", loaded.file.c_str());
+    notify_service_manager("READY=1");
+}
+
+void log_counters(const Counters& c) {
+    log_info("stopped: %llu connections accepted, %llu refused, %llu requests, %llu tunnels, "
+             "%llu failed, %llu replayed, %llu bytes in, %llu bytes out (%llu spliced)",
+             static_cast<unsigned long long>(c.accepted), static_cast<unsigned long long>(c.refused),
+             static_cast<unsigned long long>(c.requests), static_cast<unsigned long long>(c.tunnels),
+             static_cast<unsigned long long>(c.failures), static_cast<unsigned long long>(c.replays),
+             static_cast<unsigned long long>(c.bytes_in), static_cast<unsigned long long>(c.bytes_out),
+             static_cast<unsigned long long>(c.spliced));
+}
+
+int serve(const CommandLine& command, std::unique_ptr<Config> running) {
+    LogFiles logs;
+    logs.open(running->access_log, running->error_log, running->log_level);
+    std::uint64_t descriptor_limit = raise_descriptor_limit();
+    WorkerLimits limits = size_worker(*running, descriptor_limit);
+    std::vector<Fd> listeners;
+    std::string where;
+    for (const SocketAddress& address : running->listen) {
+        listeners.push_back(open_listener(address));
+        SocketAddress bound;
+        bound.length = sizeof bound.storage;
+        ::getsockname(listeners.back().get(), bound.get(), &bound.length);
+        where += (where.empty() ? "" : ", ") + to_string(bound);
+    }
+    PidFile pid_file;
+    if (!running->pid_file.empty()) pid_file.write(running->pid_file);
+    if (!running->user.empty()) {
+        if (::geteuid() == 0) drop_privileges(running->user, running->group);
+        else log_warning("user %s: not started as root, so running as uid %u", running->user.c_str(),
+                         static_cast<unsigned>(::geteuid()));
+    }
+    Fd signals = block_handled_signals();
+    Worker worker(*running, limits, std::move(listeners), std::move(signals), logs.access_fd());
+    std::printf("cproxy %s listening on %s\n", CPROXY_VERSION, where.c_str());
+    std::fflush(stdout);
+    log_info("up to %u client connections and %u splice pipes (open-file limit %llu)",
+             limits.max_connections, limits.max_pipes, static_cast<unsigned long long>(descriptor_limit));
+    notify_service_manager("READY=1");
+
+    std::unique_ptr<Config> previous;
+    bool stopping = false;
+    while (int signal = worker.run()) {
+        if (signal == SIGHUP) {
+            reload(command, running, previous, logs, worker);
+        } else if (signal == SIGUSR1) {
+            worker.flush_access_log();
+            logs.reopen();
+            worker.set_access_log(logs.access_fd());
+            log_info("log files reopened");
+        } else if (stopping) {
+            log_info("second stop signal: closing %u open connections now", worker.open_sessions());
+            break;
+        } else {
+            stopping = true;
+            notify_service_manager("STOPPING=1");
+            log_info("stopping: %u connections open, waiting up to %u ms for them", worker.open_sessions(),
+                     running->shutdown_timeout_ms);
+            worker.begin_shutdown();
+        }
+    }
+    if (!stopping) notify_service_manager("STOPPING=1");
+    if (worker.open_sessions() > 0)
+        log_info("closing %u connections still open", worker.open_sessions());
+    log_counters(worker.counters());
+    return 0;
 }
 
 }  // namespace
@@ -105,40 +236,23 @@ int main(int argc, char** argv) {
         std::printf("cproxy %s\n", CPROXY_VERSION);
         return 0;
     }
-    Config& config = command.config;
+    LoadedConfig loaded = load_config(command, default_config_file);
+    for (const std::string& warning : loaded.warnings) std::fprintf(stderr, "cproxy: warning: %s\n", warning.c_str());
+    for (const std::string& error : loaded.errors) std::fprintf(stderr, "cproxy: %s\n", error.c_str());
+    std::string what = loaded.file.empty() ? std::string("configuration") : "configuration " + loaded.file;
+    if (!loaded.errors.empty()) {
+        std::fprintf(stderr, "cproxy: %s: %zu error%s\n", what.c_str(), loaded.errors.size(),
+                     loaded.errors.size() == 1 ? "" : "s");
+        return 2;
+    }
+    if (command.action == CommandAction::TestConfig) {
+        std::printf("cproxy: %s is ok\n", what.c_str());
+        return 0;
+    }
     try {
-        std::uint64_t descriptor_limit = raise_descriptor_limit();
-        WorkerLimits limits = size_worker(config, descriptor_limit);
-        std::vector<Fd> listeners;
-        std::string where;
-        for (const SocketAddress& address : config.listen) {
-            listeners.push_back(open_listener(address));
-            SocketAddress bound;
-            bound.length = sizeof bound.storage;
-            ::getsockname(listeners.back().get(), bound.get(), &bound.length);
-            where += (where.empty() ? "" : ", ") + to_string(bound);
-        }
-        Fd stop = block_stop_signals();
-        Worker worker(config, limits, std::move(listeners), std::move(stop));
-        std::printf("cproxy %s listening on %s\n", CPROXY_VERSION, where.c_str());
-        std::fflush(stdout);
-        log_info("up to %u client connections and %u splice pipes (open-file limit %llu)",
-                 limits.max_connections, limits.max_pipes, static_cast<unsigned long long>(descriptor_limit));
-        worker.run();
-        const Counters& c = worker.counters();
-        log_info("stopped: %llu connections accepted, %llu refused, %llu requests, %llu tunnels, "
-                 "%llu failed, %llu replayed, %llu bytes in, %llu bytes out (%llu spliced)",
-                 static_cast<unsigned long long>(c.accepted), static_cast<unsigned long long>(c.refused),
-                 static_cast<unsigned long long>(c.requests), static_cast<unsigned long long>(c.tunnels),
-                 static_cast<unsigned long long>(c.failures), static_cast<unsigned long long>(c.replays),
-                 static_cast<unsigned long long>(c.bytes_in),
-                 static_cast<unsigned long long>(c.bytes_out), static_cast<unsigned long long>(c.spliced));
-    } catch (const std::system_error& error) {
-        log_error("%s", error.what());
-        return 1;
+        return serve(command, std::make_unique<Config>(std::move(loaded.config)));
     } catch (const std::exception& error) {
         log_error("%s", error.what());
         return 1;
     }
-    return 0;
 }

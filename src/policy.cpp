@@ -1,5 +1,10 @@
 #include "cproxy/policy.hpp"
 
+#include <arpa/inet.h>
+
+#include <cstring>
+#include <string>
+
 #include "cproxy/http_parser.hpp"
 
 namespace cproxy {
@@ -73,6 +78,82 @@ std::optional<std::string_view> Authenticator::check(std::string_view field_valu
     for (const std::string& pair : credentials_) matched |= constant_time_equal(given, pair);
     if (!matched) return std::nullopt;
     return given.substr(0, given.find(':'));
+}
+
+static std::optional<AddressRange> parse_address_range(std::string_view text) {
+    AddressRange range;
+    auto slash = text.find('/');
+    std::string address(text.substr(0, slash));
+    if (::inet_pton(AF_INET, address.c_str(), range.bytes) == 1) {
+        range.family = AF_INET;
+        range.prefix = 32;
+    } else if (::inet_pton(AF_INET6, address.c_str(), range.bytes) == 1) {
+        range.family = AF_INET6;
+        range.prefix = 128;
+    } else {
+        return std::nullopt;
+    }
+    if (slash != std::string_view::npos) {
+        std::string_view digits = text.substr(slash + 1);
+        if (digits.empty() || digits.size() > 3) return std::nullopt;
+        unsigned prefix = 0;
+        for (char c : digits) {
+            if (c < '0' || c > '9') return std::nullopt;
+            prefix = prefix * 10 + static_cast<unsigned>(c - '0');
+        }
+        if (prefix > range.prefix) return std::nullopt;
+        range.prefix = prefix;
+    }
+    return range;
+}
+
+std::optional<std::vector<AddressRange>> parse_address_ranges(std::string_view text) {
+    std::vector<AddressRange> ranges;
+    if (text == "all") {
+        ranges.resize(2);
+        ranges[0].family = AF_INET;
+        ranges[1].family = AF_INET6;
+        return ranges;
+    }
+    while (true) {
+        auto comma = text.find(',');
+        auto range = parse_address_range(text.substr(0, comma));
+        if (!range) return std::nullopt;
+        ranges.push_back(*range);
+        if (comma == std::string_view::npos) return ranges;
+        text.remove_prefix(comma + 1);
+    }
+}
+
+bool AddressRange::contains(const SocketAddress& address) const noexcept {
+    const unsigned char* candidate;
+    if (address.family() == AF_INET && family == AF_INET) {
+        candidate = reinterpret_cast<const unsigned char*>(
+            &reinterpret_cast<const sockaddr_in*>(&address.storage)->sin_addr);
+    } else if (address.family() == AF_INET6) {
+        const auto& a6 = reinterpret_cast<const sockaddr_in6*>(&address.storage)->sin6_addr;
+        // An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        if (family == AF_INET && IN6_IS_ADDR_V4MAPPED(&a6)) candidate = a6.s6_addr + 12;
+        else if (family == AF_INET6) candidate = a6.s6_addr;
+        else return false;
+    } else {
+        return false;
+    }
+    unsigned whole = prefix / 8;
+    if (std::memcmp(candidate, bytes, whole) != 0) return false;
+    unsigned rest = prefix % 8;
+    if (rest == 0) return true;
+    auto mask = static_cast<unsigned char>(0xff << (8 - rest));
+    return (candidate[whole] & mask) == (bytes[whole] & mask);
+}
+
+bool client_allowed(const std::vector<AccessRule>& rules, const SocketAddress& client) noexcept {
+    bool any_allow = false;
+    for (const AccessRule& rule : rules) {
+        if (rule.range.contains(client)) return rule.allow;
+        any_allow |= rule.allow;
+    }
+    return !any_allow;
 }
 
 }  // namespace cproxy

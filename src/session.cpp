@@ -20,7 +20,6 @@ namespace cproxy {
 namespace {
 
 constexpr std::size_t tunnel_budget = 256 * 1024;
-constexpr std::string_view via_name = "cproxy";
 constexpr std::string_view connection_established = "HTTP/1.1 200 Connection established\r\n\r\n";
 
 bool would_block(int error) noexcept { return error == EAGAIN || error == EWOULDBLOCK; }
@@ -100,6 +99,7 @@ const char* end_reason_text(EndReason reason) noexcept {
     case EndReason::TunnelReset: return "tunnel-reset";
     case EndReason::NoResources: return "no-resources";
     case EndReason::Shutdown: return "shutdown";
+    case EndReason::Denied: return "denied";
     }
     return "-";
 }
@@ -240,7 +240,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     s.destination = SocketAddress{};
     s.head_method = head.method == "HEAD";
     s.connect_method = head.method == "CONNECT";
-    s.keep_client = forward::client_wants_keep_alive(head);
+    s.keep_client = forward::client_wants_keep_alive(head) && !stopping_;
     s.client_http10 = head.version_minor == 0;
     s.legacy_keep_alive = s.client_http10 && s.keep_client;
 
@@ -269,7 +269,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
         auto host_port = split_host_port(head.target);
         if (!host_port || host_port->port == 0)
             return fail(index, 400, "CONNECT needs a host:port target", EndReason::BadRequest);
-        if (!connect_port_allowed(config_.connect_ports, host_port->port)) {
+        if (!connect_port_allowed(config_->connect_ports, host_port->port)) {
             char detail[96];
             std::snprintf(detail, sizeof detail, "CONNECT to port %u is not allowed (--connect-ports)",
                           host_port->port);
@@ -280,17 +280,17 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     }
 
     forward::RequestRewrite rewrite;
-    rewrite.via_name = via_name;
+    rewrite.via_name = config_->via;
     rewrite.http10 = s.client_http10;
     if (!head.target.empty() && head.target.front() == '/') {
-        if (!config_.backend)
+        if (!config_->backend)
             return fail(index, 400,
                         "this is a proxy: request an absolute URL (GET http://host/path), "
                         "or start cproxy with --backend for origin-form requests",
                         EndReason::BadRequest);
         rewrite.path = head.target;
-        if (!find_header(head, "host")) rewrite.host = config_.backend->host;
-        s.destination = config_.backend->address;
+        if (!find_header(head, "host")) rewrite.host = config_->backend->host;
+        s.destination = config_->backend->address;
         step = start_upstream(index);
     } else if (forward::has_scheme(head.target)) {
         auto url = forward::parse_http_url(head.target);
@@ -504,7 +504,7 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
             // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
             if (!s.client_http10)
                 length = forward::write_response_head(head, forward::ClientConnection::Persistent,
-                                                      via_name, scratch_, sizeof scratch_);
+                                                      config_->via, scratch_, sizeof scratch_);
             if (!replace_head(*s.response, s.response_unsent, old_length, scratch_, length)) break;
             s.response_unsent += static_cast<std::uint32_t>(length);
             s.response_parser.reset();
@@ -523,7 +523,7 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
         auto mode = !s.keep_client ? forward::ClientConnection::Close
                     : s.legacy_keep_alive ? forward::ClientConnection::KeepAliveLegacy
                                           : forward::ClientConnection::Persistent;
-        std::size_t length = forward::write_response_head(head, mode, via_name, scratch_, sizeof scratch_);
+        std::size_t length = forward::write_response_head(head, mode, config_->via, scratch_, sizeof scratch_);
         if (length == 0 || !replace_head(*s.response, s.response_unsent, old_length, scratch_, length)) break;
         s.status = static_cast<std::uint16_t>(head.status);
         s.response_unsent += static_cast<std::uint32_t>(length);
@@ -749,7 +749,7 @@ Worker::Step Worker::finish_exchange(std::uint32_t index) noexcept {
     }
     log_request(s);
     s.served_request = true;
-    if (!s.keep_client || !s.request_complete) {
+    if (!s.keep_client || !s.request_complete || stopping_) {
         ::shutdown(s.client.get(), SHUT_WR);
         s.phase = Phase::Lingering;
         s.phase_started_ms = now_ms_;
@@ -842,7 +842,7 @@ Worker::Step Worker::respond(std::uint32_t index) noexcept {
     buffers_.release(s.response);
     s.response = nullptr;
     log_request(s);
-    if (!s.keep_client) {
+    if (!s.keep_client || stopping_) {
         close_upstream(s);
         ::shutdown(s.client.get(), SHUT_WR);
         s.phase = Phase::Lingering;

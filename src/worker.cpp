@@ -13,7 +13,7 @@ namespace cproxy {
 
 namespace {
 
-enum class TokenKind : std::uint64_t { Listener, Client, Upstream, ParkedUpstream, Resolver, Stop };
+enum class TokenKind : std::uint64_t { Listener, Client, Upstream, ParkedUpstream, Resolver, Signal };
 
 std::uint64_t make_token(TokenKind kind, std::uint32_t index, std::uint32_t generation) noexcept {
     return static_cast<std::uint64_t>(kind) | (static_cast<std::uint64_t>(index) << 8) |
@@ -39,11 +39,12 @@ constexpr std::string_view service_unavailable =
 
 }  // namespace
 
-Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd stop_fd)
-    : config_(config),
+Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd signal_fd,
+               int access_log_fd)
+    : config_(&config),
       authenticator_(config.auth),
       listeners_(std::move(listeners)),
-      stop_fd_(std::move(stop_fd)),
+      signal_fd_(std::move(signal_fd)),
       spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
       sessions_(limits.max_connections),
       buffers_(limits.max_connections * 2 + 16),
@@ -51,7 +52,7 @@ Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listen
       idle_upstreams_(limits.max_idle_upstreams),
       timers_(limits.max_connections, monotonic_ms()),
       resolver_(2, 1024),
-      access_log_(config.verbose ? STDERR_FILENO : -1),
+      access_log_(access_log_fd),
       splice_enabled_(config.splice) {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
         SocketAddress address;
@@ -62,7 +63,7 @@ Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listen
                            make_token(TokenKind::Listener, static_cast<std::uint32_t>(i), 0));
     }
     reactor_.add_input(resolver_.event_fd(), make_token(TokenKind::Resolver, 0, 0));
-    reactor_.add_input(stop_fd_.get(), make_token(TokenKind::Stop, 0, 0));
+    reactor_.add_input(signal_fd_.get(), make_token(TokenKind::Signal, 0, 0));
     retry_.reserve(limits.max_connections);
     retry_now_.reserve(limits.max_connections);
 }
@@ -78,11 +79,15 @@ std::uint64_t Worker::token(std::uint32_t index, bool upstream) const noexcept {
                       sessions_.generation(index));
 }
 
-void Worker::run() {
-    while (!stopping_) {
+int Worker::run() {
+    while (true) {
         now_ms_ = monotonic_ms();
+        if (signal_pending_) {
+            if (int signal = read_signal()) return signal;
+        }
+        if (stopping_ && (sessions_.used() == 0 || now_ms_ >= shutdown_deadline_ms_)) return 0;
         int timeout = retry_.empty() ? timers_.next_timeout_ms(now_ms_, 1000) : 0;
-        access_log_.flush();
+        access_log_.flush_if_due(now_ms_);
         int count = reactor_.wait(timeout);
         now_ms_ = monotonic_ms();
         for (int i = 0; i < count; ++i) {
@@ -92,7 +97,9 @@ void Worker::run() {
             auto index = static_cast<std::uint32_t>((data >> 8) & 0xffffff);
             auto generation = static_cast<std::uint32_t>(data >> 32);
             switch (kind) {
-            case TokenKind::Listener: accept_clients(listeners_[index].get()); break;
+            case TokenKind::Listener:
+                if (!stopping_) accept_clients(listeners_[index].get());
+                break;
             case TokenKind::Client: on_session_event(index, generation, false, event.events); break;
             case TokenKind::Upstream: on_session_event(index, generation, true, event.events); break;
             case TokenKind::ParkedUpstream: idle_upstreams_.drop(index, generation); break;
@@ -101,12 +108,41 @@ void Worker::run() {
                     on_resolved(answer, host);
                 });
                 break;
-            case TokenKind::Stop: stopping_ = true; break;
+            case TokenKind::Signal: signal_pending_ = true; break;
             }
         }
         run_retries();
         timers_.expire(now_ms_, [this](std::uint32_t index) { on_timer(index); });
         idle_upstreams_.expire(now_ms_);
+    }
+}
+
+// One signal per call, so the caller handles each in turn; 0 once none is left.
+int Worker::read_signal() noexcept {
+    signalfd_siginfo info;
+    ssize_t n = ::read(signal_fd_.get(), &info, sizeof info);
+    if (n == static_cast<ssize_t>(sizeof info)) return static_cast<int>(info.ssi_signo);
+    signal_pending_ = false;
+    return 0;
+}
+
+void Worker::reconfigure(const Config& config, int access_log_fd) noexcept {
+    config_ = &config;
+    authenticator_ = Authenticator(config.auth);
+    splice_enabled_ = config.splice;
+    access_log_.set_fd(access_log_fd);
+}
+
+void Worker::begin_shutdown() noexcept {
+    stopping_ = true;
+    shutdown_deadline_ms_ = monotonic_ms() + config_->shutdown_timeout_ms;
+    // Closing the listeners sends clients still in their queues a reset
+    // rather than leaving them to wait for an accept that will not come.
+    listeners_.clear();
+    for (std::uint32_t i = 0; i < sessions_.capacity(); ++i) {
+        if (!sessions_.in_use(i)) continue;
+        const Session& s = sessions_[i];
+        if (s.phase == Phase::ReadingHead && !s.head_started) close_session(i, EndReason::Shutdown);
     }
 }
 
@@ -170,6 +206,12 @@ void Worker::accept_clients(int listener) noexcept {
         overloaded_ = false;
         ++counters_.accepted;
         start_reading_head(s);
+        if (!client_allowed(config_->access_rules, peer)) {
+            begin_unparsed_request(s);
+            fail_and_drive(index, 403, "your address may not use this proxy (allow/deny rules)",
+                           EndReason::Denied);
+            continue;
+        }
         update_deadline(index);
     }
 }
@@ -237,16 +279,16 @@ std::uint64_t Worker::deadline_for(const Session& s) const noexcept {
     switch (s.phase) {
     case Phase::ReadingHead:
         if (s.head_started || !s.served_request)
-            return s.phase_started_ms + config_.timeout_header_ms;
-        return s.phase_started_ms + config_.timeout_idle_ms;
+            return s.phase_started_ms + config_->timeout_header_ms;
+        return s.phase_started_ms + config_->timeout_idle_ms;
     case Phase::Resolving:
-    case Phase::Connecting: return s.phase_started_ms + config_.timeout_connect_ms;
+    case Phase::Connecting: return s.phase_started_ms + config_->timeout_connect_ms;
     case Phase::Exchanging:
         if (!s.response_head_done && s.request_complete && s.request_unsent == 0)
-            return s.phase_started_ms + config_.timeout_response_ms;
-        return s.last_activity_ms + config_.timeout_idle_ms;
-    case Phase::Tunnel: return s.last_activity_ms + config_.timeout_tunnel_idle_ms;
-    case Phase::Responding: return s.last_activity_ms + config_.timeout_idle_ms;
+            return s.phase_started_ms + config_->timeout_response_ms;
+        return s.last_activity_ms + config_->timeout_idle_ms;
+    case Phase::Tunnel: return s.last_activity_ms + config_->timeout_tunnel_idle_ms;
+    case Phase::Responding: return s.last_activity_ms + config_->timeout_idle_ms;
     case Phase::Lingering: return s.phase_started_ms + 2000;
     }
     return now_ms_;

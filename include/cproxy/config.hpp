@@ -1,21 +1,25 @@
-// One validated configuration, built from the command line (the config file
-// arrives later and feeds the same struct). Start-up code only: errors are
-// thrown as ConfigError and turn into exit status 2.
+// One validated configuration, built from the config file and the command line.
+// Every directive `foo_bar` of the file is also the option `--foo-bar`; the
+// command line wins. Start-up and reload code only: it allocates, reads files
+// and may resolve the backend's name.
 #pragma once
 
 #include <bitset>
 #include <cstdint>
 #include <cstdio>
 #include <optional>
-
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cproxy/address.hpp"
+#include "cproxy/log.hpp"
+#include "cproxy/policy.hpp"
 
 namespace cproxy {
 
+// A command line that cannot be understood (unknown option, missing value).
 struct ConfigError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
@@ -27,29 +31,71 @@ struct Backend {
 
 struct Config {
     std::vector<SocketAddress> listen;
-    std::vector<std::string> auth;  // "user:pass" pairs
-    std::optional<Backend> backend;
-    std::bitset<65536> connect_ports;
     std::uint32_t max_connections = 0;  // 0: derived from RLIMIT_NOFILE
+    std::optional<Backend> backend;
+    std::vector<std::string> auth;  // "user:pass" pairs, from auth and auth_file
+    std::string auth_file;
+    std::vector<AccessRule> access_rules;
+    std::bitset<65536> connect_ports;
     std::uint32_t timeout_header_ms = 10'000;
     std::uint32_t timeout_idle_ms = 60'000;
     std::uint32_t timeout_connect_ms = 10'000;
     std::uint32_t timeout_response_ms = 60'000;
     std::uint32_t timeout_tunnel_idle_ms = 300'000;
-    bool verbose = false;
+    std::uint32_t shutdown_timeout_ms = 10'000;
+    std::string access_log;  // "" (off), "stderr" or a path
+    std::string error_log = "stderr";  // "stderr", "syslog" or a path
+    LogLevel log_level = LogLevel::Info;
+    std::string pid_file;  // "" (none)
+    std::string user;
+    std::string group;
+    std::string via = "cproxy";  // "" (no Via field)
     bool splice = true;
+
+    Config() { connect_ports.set(443); }
 };
 
-enum class CommandAction { Run, Help, Version };
+// One `directive value` from the file or the command line.
+struct Setting {
+    std::string directive;  // "timeout_idle"
+    std::string value;
+    std::string origin;     // "FILE:LINE" or "--timeout-idle"
+    bool from_file = false;
+};
+
+enum class CommandAction { Run, TestConfig, Help, Version };
 
 struct CommandLine {
     CommandAction action = CommandAction::Run;
-    Config config;
+    std::optional<std::string> config_file;  // -c FILE
+    std::vector<Setting> settings;
 };
 
-// Parses argv; throws ConfigError naming the option and the problem.
+// Splits argv into the action, the config file and the settings; values are
+// checked later, by load_config. Throws ConfigError for an unknown option or a
+// missing value.
 CommandLine parse_command_line(int argc, char** argv);
 void print_usage(std::FILE* out);
+
+// SYSCONFDIR/cproxy/cproxy.conf, read when there is no -c and it exists.
+extern const char* const default_config_file;
+
+struct LoadedConfig {
+    Config config;
+    std::string file;  // the file read; empty if none
+    std::vector<std::string> errors;  // "ORIGIN: problem", each one a reason not to start
+    std::vector<std::string> warnings;
+};
+
+// Reads `command.config_file`, or `default_file` if that exists, applies the
+// command line over it and validates the result (auth_file read, backend
+// resolved, user and group looked up, the open-proxy rule). Collects every
+// error instead of stopping at the first.
+LoadedConfig load_config(const CommandLine& command, const std::string& default_file);
+
+// The settings in a config file's text; syntax errors are appended to `errors`.
+std::vector<Setting> parse_config_text(std::string_view text, const std::string& file_name,
+                                       std::vector<std::string>& errors);
 
 // "500ms", "10s", "5m", "2h" or bare seconds; nullopt if malformed or zero.
 std::optional<std::uint32_t> parse_duration_ms(std::string_view text) noexcept;

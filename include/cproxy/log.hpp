@@ -1,17 +1,49 @@
-// Logging: the error log (start-up and rare events, straight to stderr) and the
-// access log (one line per request or tunnel, buffered per worker and written
-// once per loop iteration so a busy loop makes one write, not one per request).
+// Logging: the error log (start-up and rare events, one write per message, to
+// stderr, a file or syslog) and the access log (one line per request or tunnel,
+// buffered per worker and written at most about once a second, so a busy loop
+// makes one write per second rather than one per request).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <string_view>
 
+#include "cproxy/fd.hpp"
+
 namespace cproxy {
+
+enum class LogLevel : std::uint8_t { Error, Warning, Info, Debug };
+
+std::optional<LogLevel> parse_log_level(std::string_view text) noexcept;
 
 [[gnu::format(printf, 1, 2)]] void log_error(const char* format, ...) noexcept;
 [[gnu::format(printf, 1, 2)]] void log_warning(const char* format, ...) noexcept;
 [[gnu::format(printf, 1, 2)]] void log_info(const char* format, ...) noexcept;
+[[gnu::format(printf, 1, 2)]] void log_debug(const char* format, ...) noexcept;
+
+// Where the error log goes: "stderr", "syslog" or a file path; the access log:
+// "" (off), "stderr" or a file path. Files are opened for append, before
+// privileges are dropped, and reopened on request (SIGUSR1, after logrotate
+// moved them).
+class LogFiles {
+public:
+    // Throws std::system_error naming the path that cannot be opened; on
+    // failure the previous destinations stay in use.
+    void open(const std::string& access_log, const std::string& error_log, LogLevel level);
+    // Opens the same paths again; a path that fails is reported and its old
+    // descriptor kept.
+    void reopen() noexcept;
+    int access_fd() const noexcept;  // -1 when the access log is off
+    ~LogFiles();
+
+private:
+    std::string access_path_;
+    std::string error_path_;
+    Fd access_;
+    Fd error_;
+};
 
 struct AccessRecord {
     std::string_view client;
@@ -31,12 +63,18 @@ public:
     explicit AccessLog(int fd) noexcept : fd_(fd) {}
     bool enabled() const noexcept { return fd_ >= 0; }
     void write(const AccessRecord& record) noexcept;
+    // Writes the buffer when a second has passed since the last write or it is
+    // half full.
+    void flush_if_due(std::uint64_t now_ms) noexcept;
     void flush() noexcept;
+    // Flushes to the old descriptor, then writes to `fd` (-1: off).
+    void set_fd(int fd) noexcept;
 
 private:
     static constexpr std::size_t capacity = 65536;
     int fd_;
     std::size_t length_ = 0;
+    std::uint64_t last_flush_ms_ = 0;
     char buffer_[capacity];
 };
 

@@ -1,5 +1,6 @@
-// Who may use the proxy and for what: Basic proxy authentication and the CONNECT
-// port list. Pure functions over the request's fields; no I/O.
+// Who may use the proxy and for what: allow/deny rules on the client address,
+// Basic proxy authentication and the CONNECT port list. Pure functions over the
+// request's fields; no I/O.
 #pragma once
 
 #include <bitset>
@@ -8,6 +9,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "cproxy/address.hpp"
 
 namespace cproxy {
 
@@ -28,6 +31,26 @@ public:
 private:
     std::vector<std::string> credentials_;
 };
+
+// An address block: "10.0.0.0/8", "2001:db8::/32", or a bare address (one host).
+struct AddressRange {
+    int family = AF_UNSPEC;
+    unsigned char bytes[16]{};  // network byte order; 4 used for IPv4
+    unsigned prefix = 0;
+    bool contains(const SocketAddress& address) const noexcept;
+};
+
+struct AccessRule {
+    bool allow;
+    AddressRange range;
+};
+
+// "CIDR[,CIDR...]" or "all" (both families); nullopt if any item is malformed.
+std::optional<std::vector<AddressRange>> parse_address_ranges(std::string_view text);
+
+// The first rule containing the address decides. With no match, a list holding
+// any allow rule refuses (it names who may come) and any other list admits.
+bool client_allowed(const std::vector<AccessRule>& rules, const SocketAddress& client) noexcept;
 
 inline bool connect_port_allowed(const std::bitset<65536>& ports, unsigned port) noexcept {
     return port < 65536 && ports.test(port);

@@ -64,6 +64,7 @@ enum class EndReason : std::uint8_t {
     TunnelReset,
     NoResources,
     Shutdown,
+    Denied,  // the client's address is refused by the allow/deny rules
 };
 
 const char* end_reason_text(EndReason reason) noexcept;

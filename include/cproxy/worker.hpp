@@ -44,11 +44,24 @@ struct WorkerLimits {
 
 class Worker {
 public:
-    // `listeners` are bound, listening, non-blocking sockets; `stop_fd` is a
-    // signalfd whose readiness ends the loop.
-    Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd stop_fd);
+    // `listeners` are bound, listening, non-blocking sockets; `signal_fd` is a
+    // signalfd for the signals the caller handles; `access_log_fd` is -1 for
+    // no access log. `config` must outlive the worker or its next reconfigure().
+    Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd signal_fd,
+           int access_log_fd);
     ~Worker();
-    void run();
+    // Serves until a signal arrives (returns its number) or, after
+    // begin_shutdown(), until every session has ended or the shutdown timeout
+    // passed (returns 0).
+    int run();
+    // New requests use `config` from now on; sessions carry on. Settings fixed
+    // at start (listen, max_connections) are not looked at again.
+    void reconfigure(const Config& config, int access_log_fd) noexcept;
+    void flush_access_log() noexcept { access_log_.flush(); }
+    void set_access_log(int fd) noexcept { access_log_.set_fd(fd); }
+    // Stops accepting, closes idle connections, and lets the others finish
+    // their current request or tunnel within config.shutdown_timeout.
+    void begin_shutdown() noexcept;
     const Counters& counters() const noexcept { return counters_; }
     std::uint32_t open_sessions() const noexcept { return sessions_.used(); }
 
@@ -58,6 +71,7 @@ private:
     // worker.cpp: the loop, accepting, refusing, timers
     void accept_clients(int listener) noexcept;
     void refuse(int fd, const char* why) noexcept;
+    int read_signal() noexcept;
     void overload_episode(const char* why) noexcept;
     void on_session_event(std::uint32_t index, std::uint32_t generation, bool upstream,
                           std::uint32_t events) noexcept;
@@ -99,11 +113,11 @@ private:
     bool is_own_address(const SocketAddress& address) const noexcept;
     std::uint64_t token(std::uint32_t index, bool upstream) const noexcept;
 
-    const Config& config_;
+    const Config* config_;
     Authenticator authenticator_;
     std::vector<Fd> listeners_;
     std::vector<SocketAddress> listen_addresses_;
-    Fd stop_fd_;
+    Fd signal_fd_;
     Fd spare_fd_;  // closed to accept-and-refuse when descriptors run out
     Reactor reactor_;
     Slab<Session> sessions_;
@@ -119,7 +133,9 @@ private:
     std::uint64_t now_ms_ = 0;
     bool overloaded_ = false;
     bool splice_enabled_;
+    bool signal_pending_ = false;
     bool stopping_ = false;
+    std::uint64_t shutdown_deadline_ms_ = 0;
     http::RequestHead request_head_;
     http::ResponseHead response_head_;
     char scratch_[buffer_size];

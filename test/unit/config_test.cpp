@@ -1,6 +1,13 @@
-// Command-line parsing: every bad value is an error naming the option.
+// Configuration: the file's syntax, the command line over it, and every error
+// naming where it is (FILE:LINE or the option) and what is wrong.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -23,6 +30,47 @@ static std::string error_of(std::vector<std::string> args) {
         return error.what();
     }
     return "<no error>";
+}
+
+// A scratch directory for config and auth files, removed afterwards.
+class ScratchDirectory {
+public:
+    ScratchDirectory() {
+        char pattern[] = "/tmp/cproxy-config-XXXXXX";
+        REQUIRE(::mkdtemp(pattern));
+        path_ = pattern;
+    }
+    ~ScratchDirectory() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+    std::string write(const std::string& name, const std::string& text, mode_t mode = 0600) const {
+        std::string file = path_ + "/" + name;
+        std::ofstream(file) << text;
+        ::chmod(file.c_str(), mode);
+        return file;
+    }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
+
+static LoadedConfig load(std::vector<std::string> args) {
+    return load_config(parse(std::move(args)), "/nonexistent/cproxy.conf");
+}
+
+static LoadedConfig load_file(const ScratchDirectory& dir, const std::string& text,
+                              std::vector<std::string> args = {}) {
+    std::string file = dir.write("cproxy.conf", text);
+    args.insert(args.begin(), {"-c", file});
+    return load(std::move(args));
+}
+
+static std::string only_error(const LoadedConfig& loaded) {
+    if (loaded.errors.size() != 1) {
+        std::string all;
+        for (const auto& error : loaded.errors) all += error + " | ";
+        return "<" + std::to_string(loaded.errors.size()) + " errors: " + all + ">";
+    }
+    return loaded.errors[0];
 }
 
 TEST_CASE("config: durations") {
@@ -53,25 +101,38 @@ TEST_CASE("config: port lists") {
     CHECK_FALSE(parse_port_list("44 3"));
 }
 
-TEST_CASE("config: defaults") {
-    auto command = parse({});
-    CHECK(command.action == CommandAction::Run);
-    REQUIRE(command.config.listen.size() == 1);
-    CHECK(to_string(command.config.listen[0]) == "127.0.0.1:8888");
-    CHECK(command.config.connect_ports.test(443));
-    CHECK(command.config.connect_ports.count() == 1);
-    CHECK(command.config.timeout_header_ms == 10'000);
-    CHECK(command.config.timeout_idle_ms == 60'000);
-    CHECK(command.config.timeout_connect_ms == 10'000);
-    CHECK(command.config.timeout_response_ms == 60'000);
-    CHECK_FALSE(command.config.backend);
+TEST_CASE("config: defaults without a file") {
+    auto loaded = load({});
+    REQUIRE(loaded.errors.empty());
+    CHECK(loaded.file.empty());
+    const Config& c = loaded.config;
+    REQUIRE(c.listen.size() == 1);
+    CHECK(to_string(c.listen[0]) == "127.0.0.1:8888");
+    CHECK(c.connect_ports.test(443));
+    CHECK(c.connect_ports.count() == 1);
+    CHECK(c.timeout_header_ms == 10'000);
+    CHECK(c.timeout_idle_ms == 60'000);
+    CHECK(c.timeout_connect_ms == 10'000);
+    CHECK(c.timeout_response_ms == 60'000);
+    CHECK(c.timeout_tunnel_idle_ms == 300'000);
+    CHECK(c.shutdown_timeout_ms == 10'000);
+    CHECK(c.access_log.empty());
+    CHECK(c.error_log == "stderr");
+    CHECK(c.log_level == LogLevel::Info);
+    CHECK(c.pid_file.empty());
+    CHECK(c.via == "cproxy");
+    CHECK(c.splice);
+    CHECK_FALSE(c.backend);
+    CHECK(c.access_rules.empty());
 }
 
-TEST_CASE("config: options") {
-    auto command = parse({"-l", "127.0.0.1:0", "--listen", "[::1]:9000", "--auth", "u:p", "--auth", "v:q",
-                          "--backend", "127.0.0.1:8080", "--connect-ports", "any", "--max-connections", "10",
-                          "--timeout-header", "300ms", "-v"});
-    const Config& c = command.config;
+TEST_CASE("config: command-line options") {
+    auto loaded = load({"-l", "127.0.0.1:0", "--listen", "[::1]:9000", "--auth", "u:p", "--auth", "v:q",
+                        "--backend", "127.0.0.1:8080", "--connect-ports", "any", "--max-connections", "10",
+                        "--timeout-header", "300ms", "-v", "--via", "off", "--log-level", "debug",
+                        "--deny", "10.1.0.0/16", "--allow", "10.0.0.0/8,::1"});
+    REQUIRE(loaded.errors.empty());
+    const Config& c = loaded.config;
     REQUIRE(c.listen.size() == 2);
     CHECK(to_string(c.listen[1]) == "[::1]:9000");
     CHECK(c.auth == std::vector<std::string>{"u:p", "v:q"});
@@ -80,23 +141,194 @@ TEST_CASE("config: options") {
     CHECK(c.connect_ports.test(8443));
     CHECK(c.max_connections == 10);
     CHECK(c.timeout_header_ms == 300);
-    CHECK(c.verbose);
+    CHECK(c.access_log == "stderr");
+    CHECK(c.via.empty());
+    CHECK(c.log_level == LogLevel::Debug);
+    REQUIRE(c.access_rules.size() == 3);
+    CHECK_FALSE(c.access_rules[0].allow);
+    CHECK(c.access_rules[1].allow);
+    CHECK(c.access_rules[2].range.family == AF_INET6);
     CHECK(parse({"-h"}).action == CommandAction::Help);
     CHECK(parse({"--version"}).action == CommandAction::Version);
+    CHECK(parse({"-t"}).action == CommandAction::TestConfig);
+    CHECK(parse({"--test-config", "-c", "x"}).config_file == "x");
 }
 
-TEST_CASE("config: errors name the option and the problem") {
+TEST_CASE("config: option errors name the option and the problem") {
     CHECK(error_of({"--bogus"}) == "unknown option '--bogus'");
     CHECK(error_of({"--listen"}).find("needs a value") != std::string::npos);
-    CHECK(error_of({"-l", "localhost:80"}).find("--listen") != std::string::npos);
-    CHECK(error_of({"-l", "127.0.0.1"}).find("--listen") != std::string::npos);
-    CHECK(error_of({"-l", "127.0.0.1:70000"}).find("--listen") != std::string::npos);
-    CHECK(error_of({"--auth", "nocolon"}).find("--auth") != std::string::npos);
-    CHECK(error_of({"--max-connections", "0"}).find("--max-connections") != std::string::npos);
-    CHECK(error_of({"--max-connections", "12x"}).find("--max-connections") != std::string::npos);
-    CHECK(error_of({"--timeout-idle", "soon"}).find("--timeout-idle") != std::string::npos);
-    CHECK(error_of({"--connect-ports", "https"}).find("--connect-ports") != std::string::npos);
-    CHECK(error_of({"--backend", "127.0.0.1"}).find("--backend") != std::string::npos);
-    CHECK(error_of({"--splice", "maybe"}).find("--splice") != std::string::npos);
     CHECK(error_of({"extra"}).find("unexpected argument") != std::string::npos);
+    auto value_error = [](std::vector<std::string> args) { return only_error(load(std::move(args))); };
+    CHECK(value_error({"-l", "localhost:80"}) == "--listen: 'localhost' is not an IPv4 or IPv6 address");
+    CHECK(value_error({"-l", "127.0.0.1"}).rfind("--listen: '127.0.0.1' is not ADDR:PORT", 0) == 0);
+    CHECK(value_error({"-l", "127.0.0.1:70000"}).rfind("--listen:", 0) == 0);
+    CHECK(value_error({"--auth", "nocolon"}) == "--auth: expected USER:PASS");
+    CHECK(value_error({"--auth", ":pass"}) == "--auth: expected USER:PASS");
+    CHECK(value_error({"--max-connections", "0"}).rfind("--max-connections: '0'", 0) == 0);
+    CHECK(value_error({"--max-connections", "12x"}).rfind("--max-connections:", 0) == 0);
+    CHECK(value_error({"--timeout-idle", "soon"}).rfind("--timeout-idle: 'soon' is not a duration", 0) == 0);
+    CHECK(value_error({"--shutdown-timeout", "0"}).rfind("--shutdown-timeout:", 0) == 0);
+    CHECK(value_error({"--connect-ports", "https"}).rfind("--connect-ports:", 0) == 0);
+    CHECK(value_error({"--backend", "127.0.0.1"}).rfind("--backend:", 0) == 0);
+    CHECK(value_error({"--splice", "maybe"}).rfind("--splice:", 0) == 0);
+    CHECK(value_error({"--via", "my proxy"}).rfind("--via:", 0) == 0);
+    CHECK(value_error({"--log-level", "loud"}) == "--log-level: 'loud' is not one of error, warning, info, debug");
+    CHECK(value_error({"--allow", "10.0.0.0/33"}).rfind("--allow: '10.0.0.0/33'", 0) == 0);
+    CHECK(value_error({"--deny", "10.0.0.0/8,"}).rfind("--deny:", 0) == 0);
+    CHECK(value_error({"--error-log", "off"}).rfind("--error-log:", 0) == 0);
+    CHECK(value_error({"--user", "no-such-user-here"}) == "--user: no such user 'no-such-user-here'");
+    CHECK(value_error({"--group", "no-such-group-here"}) == "--group: no such group 'no-such-group-here'");
+}
+
+TEST_CASE("config: a file sets every directive") {
+    ScratchDirectory dir;
+    std::string auth_file = dir.write("users", "# users\ncarol:pw3\n\n  dave:pw:with:colons\r\n");
+    auto loaded = load_file(dir,
+                            "# cproxy test configuration\n"
+                            "\n"
+                            "listen 127.0.0.1:0   # trailing comment\n"
+                            "listen [::1]:0\n"
+                            "max_connections 100\n"
+                            "backend 127.0.0.1:8080\n"
+                            "auth alice:secret\n"
+                            "auth \"bob:two words\"\n"
+                            "auth_file " + auth_file + "\n"
+                            "deny 127.0.0.2\n"
+                            "allow 127.0.0.0/8,::1\n"
+                            "connect_ports 443,8443\n"
+                            "timeout_header 500ms\n"
+                            "timeout_idle 2m\n"
+                            "timeout_connect 3\n"
+                            "timeout_response 1h\n"
+                            "timeout_tunnel_idle 10s\n"
+                            "shutdown_timeout 1s\n"
+                            "\taccess_log \"" + dir.path() + "/access log\"\n"
+                            "error_log syslog\n"
+                            "log_level warning\n"
+                            "pid_file " + dir.path() + "/cproxy.pid\n"
+                            "user root\n"
+                            "group root\n"
+                            "via edge-1.example\n"
+                            "splice off\n");
+    INFO(only_error(loaded));
+    REQUIRE(loaded.errors.empty());
+    CHECK(loaded.warnings.empty());
+    const Config& c = loaded.config;
+    CHECK(c.listen.size() == 2);
+    CHECK(c.max_connections == 100);
+    CHECK(c.auth == std::vector<std::string>{"alice:secret", "bob:two words", "carol:pw3", "dave:pw:with:colons"});
+    CHECK(c.access_rules.size() == 3);
+    CHECK(c.connect_ports.count() == 2);
+    CHECK(c.timeout_header_ms == 500);
+    CHECK(c.timeout_idle_ms == 120'000);
+    CHECK(c.timeout_connect_ms == 3000);
+    CHECK(c.timeout_response_ms == 3'600'000);
+    CHECK(c.timeout_tunnel_idle_ms == 10'000);
+    CHECK(c.shutdown_timeout_ms == 1000);
+    CHECK(c.access_log == dir.path() + "/access log");
+    CHECK(c.error_log == "syslog");
+    CHECK(c.log_level == LogLevel::Warning);
+    CHECK(c.pid_file == dir.path() + "/cproxy.pid");
+    CHECK(c.user == "root");
+    CHECK(c.group == "root");
+    CHECK(c.via == "edge-1.example");
+    CHECK_FALSE(c.splice);
+}
+
+TEST_CASE("config: the command line wins over the file") {
+    ScratchDirectory dir;
+    auto loaded = load_file(dir,
+                            "listen 127.0.0.1:1000\nlisten 127.0.0.1:1001\ntimeout_idle 5s\n"
+                            "auth a:b\ndeny 10.0.0.0/8\naccess_log off\n",
+                            {"--timeout-idle", "7s", "-l", "127.0.0.1:2000", "--allow", "127.0.0.1", "-v"});
+    REQUIRE(loaded.errors.empty());
+    const Config& c = loaded.config;
+    CHECK(c.timeout_idle_ms == 7000);
+    REQUIRE(c.listen.size() == 1);  // the command line's listen list replaces the file's
+    CHECK(to_string(c.listen[0]) == "127.0.0.1:2000");
+    REQUIRE(c.access_rules.size() == 1);  // and so does its allow/deny list
+    CHECK(c.access_rules[0].allow);
+    CHECK(c.auth == std::vector<std::string>{"a:b"});  // untouched: not on the command line
+    CHECK(c.access_log == "stderr");
+}
+
+TEST_CASE("config: every file error names FILE:LINE and is reported") {
+    ScratchDirectory dir;
+    auto loaded = load_file(dir,
+                            "listen 127.0.0.1:0\n"             // 1
+                            "bogus 1\n"                        // 2
+                            "timeout_idle\n"                   // 3
+                            "auth a:b c:d\n"                   // 4
+                            "via \"unterminated\n"             // 5
+                            "timeout_header 10x\n"             // 6
+                            "timeout_header 10s\n"             // 7
+                            "via \"bad\\n\"\n"                 // 8
+                            "splice o\"n\n"                    // 9
+                            "allow 300.0.0.1\n"                // 10
+                            "max_connections -1\n"             // 11
+                            "backend 127.0.0.1:80\n"           // 12
+                            "backend 127.0.0.1:81\n"           // 13
+                            "listen 127.0.0.1:1\n");           // 14: repeatable, fine
+    std::string file = dir.path() + "/cproxy.conf";
+    std::vector<std::string> expected = {
+        file + ":2: unknown directive 'bogus'",
+        file + ":3: timeout_idle needs a value",
+        file + ":4: auth takes one value (lists are comma-separated; quote a value with spaces)",
+        file + ":5: unterminated quoted string",
+        file + ":7: duplicate timeout_header (first set at " + file + ":6)",
+        file + ":8: only \\\" and \\\\ are escapes in a quoted string",
+        file + ":9: a quote inside a word; quote the whole value",
+        file + ":13: duplicate backend (first set at " + file + ":12)",
+        file + ":6: timeout_header: '10x' is not a duration (500ms, 10s, 5m, 2h, or seconds)",
+        file + ":10: allow: '300.0.0.1' is not a comma-separated list of addresses or CIDR blocks "
+               "(10.0.0.0/8, 2001:db8::/32) or 'all'",
+        file + ":11: max_connections: '-1' is not a number between 1 and 10000000",
+    };
+    CHECK(loaded.errors == expected);
+    CHECK(loaded.file == file);
+}
+
+TEST_CASE("config: a missing or unreadable file is an error; the default file is optional") {
+    auto missing = load({"-c", "/nonexistent/x.conf"});
+    CHECK(only_error(missing) == "cannot read config file '/nonexistent/x.conf': No such file or directory");
+    ScratchDirectory dir;
+    std::string file = dir.write("default.conf", "timeout_idle 9s\n");
+    auto from_default = load_config(parse({}), file);
+    REQUIRE(from_default.errors.empty());
+    CHECK(from_default.file == file);
+    CHECK(from_default.config.timeout_idle_ms == 9000);
+    CHECK(load_config(parse({}), dir.path() + "/absent.conf").errors.empty());
+}
+
+TEST_CASE("config: auth_file lines, errors and permissions") {
+    ScratchDirectory dir;
+    std::string users = dir.write("users", "ok:pw\nnocolon\n:nouser\n", 0644);
+    auto loaded = load({"--auth-file", users});
+    std::vector<std::string> expected = {users + ":2: expected user:password", users + ":3: expected user:password"};
+    CHECK(loaded.errors == expected);
+    REQUIRE(loaded.warnings.size() == 1);
+    CHECK(loaded.warnings[0] == "--auth-file: " + users + " is readable by every user of this machine (chmod o-r it)");
+    CHECK(only_error(load({"--auth-file", dir.path() + "/absent"})) ==
+          "--auth-file: cannot read '" + dir.path() + "/absent': No such file or directory");
+}
+
+TEST_CASE("config: an open proxy is refused unless auth or allow restricts clients") {
+    std::string refusal = "refusing to run an open proxy: listen 0.0.0.0:3128 is not a loopback address "
+                          "and no auth, auth_file or allow rule restricts who may use it";
+    CHECK(only_error(load({"-l", "0.0.0.0:3128"})) == refusal);
+    CHECK(only_error(load({"-l", "127.0.0.1:3128", "-l", "[::]:3128"})).find("listen [::]:3128") != std::string::npos);
+    CHECK(only_error(load({"-l", "0.0.0.0:3128", "--deny", "10.0.0.0/8"})) == refusal);
+    CHECK(load({"-l", "0.0.0.0:3128", "--auth", "u:p"}).errors.empty());
+    CHECK(load({"-l", "0.0.0.0:3128", "--allow", "192.168.0.0/16"}).errors.empty());
+    CHECK(load({"-l", "127.0.0.5:3128"}).errors.empty());
+    CHECK(load({"-l", "[::1]:3128"}).errors.empty());
+}
+
+TEST_CASE("config: a backend name is resolved, a bad one named") {
+    auto loaded = load({"--backend", "origin.test:8080"});  // /etc/hosts in the test namespace
+    REQUIRE(loaded.errors.empty());
+    CHECK(to_string(loaded.config.backend->address) == "127.0.0.1:8080");
+    CHECK(loaded.config.backend->host == "origin.test:8080");
+    CHECK(only_error(load({"--backend", "no-such-host.invalid:80"})).rfind(
+              "--backend: cannot resolve 'no-such-host.invalid': ", 0) == 0);
 }

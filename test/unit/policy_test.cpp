@@ -1,7 +1,10 @@
-// Basic authentication and base64.
+// Client address rules, Basic authentication and base64.
 #include <catch2/catch.hpp>
 
+#include <initializer_list>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cproxy/policy.hpp"
 
@@ -50,4 +53,67 @@ TEST_CASE("policy: CONNECT ports") {
     CHECK(connect_port_allowed(ports, 443));
     CHECK_FALSE(connect_port_allowed(ports, 80));
     CHECK_FALSE(connect_port_allowed(ports, 70000));
+}
+
+static SocketAddress address(const char* host) {
+    auto parsed = parse_ip_literal(host, 80);
+    REQUIRE(parsed);
+    return *parsed;
+}
+
+static std::vector<AccessRule> rules(std::initializer_list<std::pair<bool, const char*>> list) {
+    std::vector<AccessRule> result;
+    for (auto [allow, text] : list) {
+        auto ranges = parse_address_ranges(text);
+        REQUIRE(ranges);
+        for (const AddressRange& range : *ranges) result.push_back(AccessRule{allow, range});
+    }
+    return result;
+}
+
+TEST_CASE("policy: address ranges") {
+    CHECK(parse_address_ranges("10.0.0.0/8"));
+    CHECK(parse_address_ranges("10.0.0.1"));
+    CHECK(parse_address_ranges("2001:db8::/32,::1"));
+    CHECK(parse_address_ranges("all")->size() == 2);
+    CHECK(parse_address_ranges("0.0.0.0/0"));
+    CHECK_FALSE(parse_address_ranges(""));
+    CHECK_FALSE(parse_address_ranges("10.0.0.0/"));
+    CHECK_FALSE(parse_address_ranges("10.0.0.0/33"));
+    CHECK_FALSE(parse_address_ranges("::/129"));
+    CHECK_FALSE(parse_address_ranges("10.0.0.0/8x"));
+    CHECK_FALSE(parse_address_ranges("10.0.0/8"));
+    CHECK_FALSE(parse_address_ranges("example.com"));
+    CHECK_FALSE(parse_address_ranges("10.0.0.0/8,,"));
+
+    auto v4 = (*parse_address_ranges("192.168.4.0/22"))[0];
+    CHECK(v4.contains(address("192.168.4.1")));
+    CHECK(v4.contains(address("192.168.7.255")));
+    CHECK_FALSE(v4.contains(address("192.168.8.0")));
+    CHECK_FALSE(v4.contains(address("192.168.3.255")));
+    CHECK_FALSE(v4.contains(address("::1")));
+    CHECK(v4.contains(address("::ffff:192.168.5.5")));  // an IPv4 client on a dual-stack socket
+    auto v6 = (*parse_address_ranges("2001:db8:8000::/33"))[0];
+    CHECK(v6.contains(address("2001:db8:8000::1")));
+    CHECK(v6.contains(address("2001:db8:ffff::1")));
+    CHECK_FALSE(v6.contains(address("2001:db8:7fff::1")));
+    CHECK_FALSE(v6.contains(address("10.0.0.1")));
+    auto every = *parse_address_ranges("all");
+    CHECK((every[0].contains(address("8.8.8.8")) || every[1].contains(address("8.8.8.8"))));
+    CHECK((every[0].contains(address("2001:db8::1")) || every[1].contains(address("2001:db8::1"))));
+}
+
+TEST_CASE("policy: allow and deny rules, first match wins") {
+    CHECK(client_allowed({}, address("203.0.113.9")));
+    auto only_deny = rules({{false, "10.0.0.0/8"}});
+    CHECK_FALSE(client_allowed(only_deny, address("10.1.2.3")));
+    CHECK(client_allowed(only_deny, address("11.1.2.3")));  // no allow rule: the rest are admitted
+    auto mixed = rules({{false, "10.1.0.0/16"}, {true, "10.0.0.0/8,::1"}});
+    CHECK_FALSE(client_allowed(mixed, address("10.1.2.3")));
+    CHECK(client_allowed(mixed, address("10.2.2.3")));
+    CHECK(client_allowed(mixed, address("::1")));
+    CHECK_FALSE(client_allowed(mixed, address("192.0.2.1")));  // an allow list names who may come
+    auto allow_then_deny_all = rules({{true, "127.0.0.1"}, {false, "all"}});
+    CHECK(client_allowed(allow_then_deny_all, address("127.0.0.1")));
+    CHECK_FALSE(client_allowed(allow_then_deny_all, address("127.0.0.2")));
 }
