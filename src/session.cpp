@@ -518,7 +518,8 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
                               (framing->kind == http::BodyKind::Length && framing->length == 0);
         s.upstream_reusable = forward::upstream_allows_reuse(head) &&
                               framing->kind != http::BodyKind::UntilClose;
-        if (framing->kind == http::BodyKind::UntilClose || s.close_after_response || !s.request_complete)
+        if (framing->kind == http::BodyKind::UntilClose || s.close_after_response || !s.request_complete ||
+            stopping_)
             s.keep_client = false;
         auto mode = !s.keep_client ? forward::ClientConnection::Close
                     : s.legacy_keep_alive ? forward::ClientConnection::KeepAliveLegacy

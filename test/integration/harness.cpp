@@ -941,7 +941,9 @@ std::string proxy_binary()
 
 std::vector<std::string> proxy_args(std::vector<std::string> extra)
 {
-    std::vector<std::string> a{"-l", "127.0.0.1:0"};
+    // An empty config file: a config installed on this machine must not
+    // change what the tests see.
+    std::vector<std::string> a{"-c", "/dev/null", "-l", "127.0.0.1:0"};
     a.insert(a.end(), extra.begin(), extra.end());
     return a;
 }
@@ -1002,8 +1004,12 @@ Proxy::Proxy(std::vector<std::string> args) : child_(with_binary(std::move(args)
 Proxy::~Proxy()
 {
     if (!child_.exited()) {
+        // The first SIGTERM lets open requests finish; a second one ends them.
         child_.kill_now(SIGTERM);
-        if (!child_.wait_exit(Ms(3000))) {
+        if (!child_.wait_exit(Ms(500))) {
+            child_.kill_now(SIGTERM);
+        }
+        if (!child_.exited() && !child_.wait_exit(Ms(3000))) {
             child_.kill_now(SIGKILL);
             child_.wait_exit(kWait);
         }

@@ -322,8 +322,9 @@ private:
 
 // The proxy under test, started with `-l ...` arguments given by the caller.
 // The constructor waits (bounded) for the listen line and throws with the
-// child's stderr if it does not come. The destructor sends SIGTERM (SIGKILL
-// after 3 s) and CHECKs that no sanitizer report appeared on stderr.
+// child's stderr if it does not come. The destructor sends SIGTERM, a second
+// one after 0.5 s (which ends open requests), SIGKILL after 3 s more, and
+// CHECKs that no sanitizer report appeared on stderr.
 class Proxy {
 public:
     explicit Proxy(std::vector<std::string> args);
@@ -353,7 +354,7 @@ private:
     std::vector<std::pair<std::string, std::uint16_t>> listeners_;
 };
 
-// Builds proxy args: {"-l", "127.0.0.1:0"} + extra.
+// Builds proxy args: {"-c", "/dev/null", "-l", "127.0.0.1:0"} + extra.
 std::vector<std::string> proxy_args(std::vector<std::string> extra = {});
 
 // Access-log lines (stderr lines with 11 space-separated fields) in `err`.
