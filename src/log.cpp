@@ -92,6 +92,15 @@ std::optional<LogLevel> parse_log_level(std::string_view text) noexcept {
     return std::nullopt;
 }
 
+void log_message(LogLevel level, const char* format, ...) noexcept {
+    va_list args;
+    va_start(args, format);
+    vlog(level, format, args);
+    va_end(args);
+}
+
+bool log_enabled(LogLevel level) noexcept { return level <= error_level; }
+
 void log_error(const char* format, ...) noexcept {
     va_list args;
     va_start(args, format);

@@ -790,6 +790,14 @@ Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view deta
     s.status = static_cast<std::uint16_t>(status);
     s.end = reason;
     ++counters_.failures;
+    // A server-side failure is the operator's business; a client's mistake
+    // only when debugging.
+    LogLevel level = status >= 500 ? LogLevel::Warning : LogLevel::Debug;
+    if (log_enabled(level)) {
+        char client[64];
+        format_address(s.client_address, client, sizeof client);
+        log_message(level, "%s: %d %.*s", client, status, static_cast<int>(detail.size()), detail.data());
+    }
     if (s.response_started) return close_session(index, reason);
     bool request_consumed = s.request_body == http::BodyKind::None || s.request_complete;
     s.keep_client = s.keep_client && !s.close_after_response && request_consumed;

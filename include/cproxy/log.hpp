@@ -22,6 +22,10 @@ std::optional<LogLevel> parse_log_level(std::string_view text) noexcept;
 [[gnu::format(printf, 1, 2)]] void log_warning(const char* format, ...) noexcept;
 [[gnu::format(printf, 1, 2)]] void log_info(const char* format, ...) noexcept;
 [[gnu::format(printf, 1, 2)]] void log_debug(const char* format, ...) noexcept;
+[[gnu::format(printf, 2, 3)]] void log_message(LogLevel level, const char* format, ...) noexcept;
+// Whether a message at `level` would be written: lets callers skip the work
+// of formatting its arguments.
+bool log_enabled(LogLevel level) noexcept;
 
 // Where the error log goes: "stderr", "syslog" or a file path; the access log:
 // "" (off), "stderr" or a file path. Files are opened for append, before

@@ -124,6 +124,14 @@ private:
     Fd fd_;
 };
 
+std::uint16_t local_port(const Conn& c)
+{
+    sockaddr_in address{};
+    socklen_t length = sizeof address;
+    ::getsockname(c.fd(), reinterpret_cast<sockaddr*>(&address), &length);
+    return ntohs(address.sin_port);
+}
+
 std::string connect_request(const std::string& authority, const std::string& extra = "")
 {
     return "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n" + extra + "\r\n";
@@ -426,12 +434,28 @@ TEST_CASE("integration: SIGUSR1 reopens a log file that was moved away", "[integ
     CHECK(p.err().find("info: up to") == std::string::npos);  // the error log went to the file
 }
 
-TEST_CASE("integration: log_level hides messages below it", "[integration][ops]")
+TEST_CASE("integration: the error log names the failure; log_level hides what is below it", "[integration][ops]")
 {
-    Proxy quiet(proxy_args({"--log-level", "warning"}));
-    Proxy chatty(proxy_args({"--log-level", "info"}));
-    CHECK(chatty.wait_err([](const std::string& err) { return err.find("info: up to") != std::string::npos; }));
+    Origin o(static_origin("ok"));
+    std::uint16_t closed = unused_port();
+    std::string refused_url = "http://127.0.0.1:" + std::to_string(closed) + "/";
+    Proxy quiet(proxy_args({"--log-level", "warning", "--auth", "u:p"}));
+    Proxy chatty(proxy_args({"--log-level", "debug", "--auth", "u:p"}));
+    for (Proxy* p : {&quiet, &chatty}) {
+        CHECK(status_of(*p, get(o)) == 407);
+        CHECK(status_of(*p, "GET " + refused_url + " HTTP/1.1\r\nHost: x\r\n" + basic("u:p") + "\r\n") == 502);
+        Conn c = p->connect();
+        std::string client = "127.0.0.1:" + std::to_string(local_port(c));
+        CHECK(c.roundtrip("GET " + refused_url + " HTTP/1.1\r\nHost: x\r\n" + basic("u:p") + "\r\n")->status == 502);
+        CHECK(p->wait_err([&](const std::string& err) {
+            return err.find("warning: " + client + ": 502 connect 127.0.0.1:" + std::to_string(closed) +
+                            ": Connection refused") != std::string::npos;
+        }));
+    }
+    CHECK(chatty.err().find("info: up to") != std::string::npos);
+    CHECK(chatty.err().find(": 407 proxy authentication required") != std::string::npos);
     CHECK(quiet.err().find("info:") == std::string::npos);
+    CHECK(quiet.err().find("407") == std::string::npos);
 }
 
 TEST_CASE("integration: the pid file holds the pid and is removed at exit", "[integration][ops]")
