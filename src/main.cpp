@@ -178,9 +178,14 @@ int serve(const CommandLine& command, std::unique_ptr<Config> running) {
     PidFile pid_file;
     if (!running->pid_file.empty()) pid_file.write(running->pid_file);
     if (!running->user.empty()) {
-        if (::geteuid() == 0) drop_privileges(running->user, running->group);
-        else log_warning("user %s: not started as root, so running as uid %u", running->user.c_str(),
-                         static_cast<unsigned>(::geteuid()));
+        if (::geteuid() == 0) {
+            Identity identity = look_up_identity(running->user, running->group);
+            logs.change_owner(identity.uid, identity.gid);
+            drop_privileges(identity);
+        } else {
+            log_warning("user %s: not started as root, so running as uid %u", running->user.c_str(),
+                        static_cast<unsigned>(::geteuid()));
+        }
     }
     Fd signals = block_handled_signals();
     Worker worker(*running, limits, std::move(listeners), std::move(signals), logs.access_fd());

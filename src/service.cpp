@@ -60,26 +60,30 @@ PidFile::~PidFile() {
     if (!path_.empty()) ::unlink(path_.c_str());
 }
 
-void drop_privileges(const std::string& user, const std::string& group) {
+Identity look_up_identity(const std::string& user, const std::string& group) {
     errno = 0;
     const passwd* account = ::getpwnam(user.c_str());
     if (!account)
         throw std::system_error(errno ? errno : ENOENT, std::generic_category(), "user " + user);
-    uid_t uid = account->pw_uid;
-    gid_t gid = account->pw_gid;
+    Identity identity{user, account->pw_uid, account->pw_gid};
     if (!group.empty()) {
         errno = 0;
         const struct group* entry = ::getgrnam(group.c_str());
         if (!entry)
             throw std::system_error(errno ? errno : ENOENT, std::generic_category(), "group " + group);
-        gid = entry->gr_gid;
+        identity.gid = entry->gr_gid;
     }
-    if (::initgroups(user.c_str(), gid) != 0)
-        throw std::system_error(errno, std::generic_category(), "initgroups " + user);
-    if (::setgid(gid) != 0) throw std::system_error(errno, std::generic_category(), "setgid");
-    if (::setuid(uid) != 0) throw std::system_error(errno, std::generic_category(), "setuid " + user);
+    return identity;
+}
+
+void drop_privileges(const Identity& identity) {
+    if (::initgroups(identity.user.c_str(), identity.gid) != 0)
+        throw std::system_error(errno, std::generic_category(), "initgroups " + identity.user);
+    if (::setgid(identity.gid) != 0) throw std::system_error(errno, std::generic_category(), "setgid");
+    if (::setuid(identity.uid) != 0)
+        throw std::system_error(errno, std::generic_category(), "setuid " + identity.user);
     // Root must be gone for good, not just set aside.
-    if (uid != 0 && ::setuid(0) == 0)
+    if (identity.uid != 0 && ::setuid(0) == 0)
         throw std::system_error(EPERM, std::generic_category(), "could regain root after setuid");
 }
 

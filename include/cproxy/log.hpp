@@ -4,6 +4,8 @@
 // makes one write per second rather than one per request).
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -40,6 +42,9 @@ public:
     // descriptor kept.
     void reopen() noexcept;
     int access_fd() const noexcept;  // -1 when the access log is off
+    // Hands the open files to the user cproxy is about to become, so that
+    // reopening them by name later still works.
+    void change_owner(uid_t uid, gid_t gid) const noexcept;
     ~LogFiles();
 
 private:

@@ -4,6 +4,8 @@
 // $NOTIFY_SOCKET, so there is no libsystemd dependency).
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <string_view>
 
@@ -28,9 +30,19 @@ private:
     std::string path_;
 };
 
-// Switches to `user` (its primary group unless `group` is given, and its
-// supplementary groups); throws std::system_error naming the step that failed.
-// Call as root, after everything that needs root is open.
-void drop_privileges(const std::string& user, const std::string& group);
+struct Identity {
+    std::string user;
+    uid_t uid;
+    gid_t gid;
+};
+
+// `user`'s ids, with `group`'s id instead of the user's primary group when
+// given; throws std::system_error naming the one that does not exist.
+Identity look_up_identity(const std::string& user, const std::string& group);
+
+// Switches to `identity` (and the user's supplementary groups); throws
+// std::system_error naming the step that failed. Call as root, after
+// everything that needs root is open.
+void drop_privileges(const Identity& identity);
 
 }  // namespace cproxy
