@@ -1,12 +1,15 @@
 // cproxy: start-up (configuration, descriptor limit, sockets, log files,
 // privileges) and the signals that steer the worker: stop, reload, reopen logs.
 // Exceptions are used here only; the loop itself never throws.
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <unistd.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -120,8 +123,7 @@ void keep_start_up_settings(const Config& running, Config& next) {
 
 // SIGHUP: a new configuration for new requests, or the old one if the new one
 // has any error.
-void reload(const CommandLine& command, std::unique_ptr<Config>& running, std::unique_ptr<Config>& previous,
-            LogFiles& logs, Worker& worker) {
+void reload(const CommandLine& command, std::unique_ptr<Config>& running, LogFiles& logs, Worker& worker) {
     notify_reloading();
     log_info("reloading the configuration");
     LoadedConfig loaded = load_config(command, default_config_file);
@@ -142,10 +144,8 @@ void reload(const CommandLine& command, std::unique_ptr<Config>& running, std::u
         notify_service_manager("READY=1");
         return;
     }
+    // Between two run() calls no session holds a view into the old one.
     worker.reconfigure(*next, logs.access_fd());
-    // Sessions may still hold views into the configuration they started with
-    // for the rest of the current event, so the old one lives one reload more.
-    previous = std::move(running);
     running = std::move(next);
     log_info("configuration reloaded%s%s", loaded.file.empty() ? "" : " from ", loaded.file.c_str());
     notify_service_manager("READY=1");
@@ -159,6 +159,25 @@ void log_counters(const Counters& c) {
              static_cast<unsigned long long>(c.failures), static_cast<unsigned long long>(c.replays),
              static_cast<unsigned long long>(c.bytes_in), static_cast<unsigned long long>(c.bytes_out),
              static_cast<unsigned long long>(c.spliced));
+}
+
+// What -t can check beyond the configuration itself without starting: that the
+// log files open (creating them, as a start would) and the pid file's
+// directory takes a file.
+std::vector<std::string> check_start_up_files(const Config& config) {
+    std::vector<std::string> problems;
+    for (const std::string* path : {&config.access_log, &config.error_log}) {
+        if (path->empty() || *path == "stderr" || *path == "syslog") continue;
+        Fd file(::open(path->c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640));
+        if (!file) problems.push_back("cannot open log file " + *path + ": " + std::strerror(errno));
+    }
+    if (!config.pid_file.empty()) {
+        auto slash = config.pid_file.rfind('/');
+        std::string directory = slash == std::string::npos ? "." : config.pid_file.substr(0, std::max<std::size_t>(slash, 1));
+        if (::access(directory.c_str(), W_OK) != 0)
+            problems.push_back("cannot write pid file " + config.pid_file + ": " + std::strerror(errno));
+    }
+    return problems;
 }
 
 int serve(const CommandLine& command, std::unique_ptr<Config> running) {
@@ -195,11 +214,10 @@ int serve(const CommandLine& command, std::unique_ptr<Config> running) {
              limits.max_connections, limits.max_pipes, static_cast<unsigned long long>(descriptor_limit));
     notify_service_manager("READY=1");
 
-    std::unique_ptr<Config> previous;
     bool stopping = false;
     while (int signal = worker.run()) {
         if (signal == SIGHUP) {
-            reload(command, running, previous, logs, worker);
+            reload(command, running, logs, worker);
         } else if (signal == SIGUSR1) {
             worker.flush_access_log();
             logs.reopen();
@@ -251,6 +269,13 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (command.action == CommandAction::TestConfig) {
+        std::vector<std::string> problems = check_start_up_files(loaded.config);
+        for (const std::string& problem : problems) std::fprintf(stderr, "cproxy: %s\n", problem.c_str());
+        if (!problems.empty()) {
+            std::fprintf(stderr, "cproxy: %s: %zu error%s\n", what.c_str(), problems.size(),
+                         problems.size() == 1 ? "" : "s");
+            return 2;
+        }
         std::printf("cproxy: %s is ok\n", what.c_str());
         return 0;
     }

@@ -233,6 +233,15 @@ TEST_CASE("integration: -t checks the configuration without binding, exit 0 or 2
     CHECK(refused.err.find("refusing to run an open proxy: listen 0.0.0.0:" + port +
                            " is not a loopback address and no auth, auth_file or allow rule restricts "
                            "who may use it") != std::string::npos);
+    // Files a start would open are checked too.
+    std::string unwritable = dir.write("files.conf", "access_log /nonexistent/dir/access.log\n"
+                                                     "pid_file /nonexistent/dir/cproxy.pid\n");
+    auto files = run_proxy({"-t", "-c", unwritable});
+    CHECK(files.exit_code == 2);
+    CHECK(files.err.find("cannot open log file /nonexistent/dir/access.log: No such file or directory") !=
+          std::string::npos);
+    CHECK(files.err.find("cannot write pid file /nonexistent/dir/cproxy.pid: No such file or directory") !=
+          std::string::npos);
     // Allowing only some clients makes it acceptable.
     std::string restricted = dir.write("restricted.conf", "listen 0.0.0.0:" + port + "\nallow 10.0.0.0/8\n");
     CHECK(run_proxy({"-t", "-c", restricted}).exit_code == 0);
@@ -484,6 +493,19 @@ TEST_CASE("integration: started as root with user, cproxy binds first and then d
         CHECK(group == "65534");  // root's supplementary groups are gone too
     CHECK(status_of(p, get(o)) == 200);
     CHECK(wait_until([&] { return log_file_lines(access).size() == 1; }, Ms(3000)));
+    // The log file was handed to the new user, and one that logrotate creates
+    // for it (create 0640 nobody nogroup) is reopened after the switch.
+    struct stat status{};
+    REQUIRE(::stat(access.c_str(), &status) == 0);
+    CHECK(status.st_uid == 65534u);
+    REQUIRE(::rename(access.c_str(), (access + ".1").c_str()) == 0);
+    { std::ofstream created(access); }
+    REQUIRE(::chown(access.c_str(), 65534, 65534) == 0);
+    ::kill(p.pid(), SIGUSR1);
+    REQUIRE(p.wait_err([](const std::string& err) { return err.find("info: log files reopened") != std::string::npos; }));
+    CHECK(status_of(p, get(o, "", "/after")) == 200);
+    CHECK(wait_until([&] { return log_file_lines(access).size() == 1; }, Ms(3000)));
+    CHECK(p.err().find("still writing to the old file") == std::string::npos);
 }
 
 TEST_CASE("integration: sd_notify messages go to $NOTIFY_SOCKET", "[integration][ops]")
