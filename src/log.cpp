@@ -167,7 +167,8 @@ int LogFiles::access_fd() const noexcept {
 void LogFiles::change_owner(uid_t uid, gid_t gid) const noexcept {
     for (const Fd* file : {&access_, &error_})
         if (*file && ::fchown(file->get(), uid, gid) != 0)
-            log_warning("cannot hand a log file to uid %u: %s", static_cast<unsigned>(uid), std::strerror(errno));
+            log_warning("cannot hand a log file to uid %u: %s", static_cast<unsigned>(uid),
+                        std::strerror(errno));
 }
 
 LogFiles::~LogFiles() {

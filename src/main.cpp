@@ -173,7 +173,8 @@ std::vector<std::string> check_start_up_files(const Config& config) {
     }
     if (!config.pid_file.empty()) {
         auto slash = config.pid_file.rfind('/');
-        std::string directory = slash == std::string::npos ? "." : config.pid_file.substr(0, std::max<std::size_t>(slash, 1));
+        std::string directory =
+            slash == std::string::npos ? "." : config.pid_file.substr(0, std::max<std::size_t>(slash, 1));
         if (::access(directory.c_str(), W_OK) != 0)
             problems.push_back("cannot write pid file " + config.pid_file + ": " + std::strerror(errno));
     }
@@ -234,7 +235,6 @@ int serve(const CommandLine& command, std::unique_ptr<Config> running) {
             worker.begin_shutdown();
         }
     }
-    if (!stopping) notify_service_manager("STOPPING=1");
     if (worker.open_sessions() > 0)
         log_info("closing %u connections still open", worker.open_sessions());
     log_counters(worker.counters());
@@ -260,7 +260,8 @@ int main(int argc, char** argv) {
         return 0;
     }
     LoadedConfig loaded = load_config(command, default_config_file);
-    for (const std::string& warning : loaded.warnings) std::fprintf(stderr, "cproxy: warning: %s\n", warning.c_str());
+    for (const std::string& warning : loaded.warnings)
+        std::fprintf(stderr, "cproxy: warning: %s\n", warning.c_str());
     for (const std::string& error : loaded.errors) std::fprintf(stderr, "cproxy: %s\n", error.c_str());
     std::string what = loaded.file.empty() ? std::string("configuration") : "configuration " + loaded.file;
     if (!loaded.errors.empty()) {
