@@ -130,11 +130,6 @@ std::string apply_auth(Config& config, std::string_view value) {
     return {};
 }
 
-std::string apply_auth_file(Config& config, std::string_view value) {
-    config.auth_file = std::string(value);
-    return {};
-}
-
 template <bool Allow>
 std::string apply_access_rule(Config& config, std::string_view value) {
     auto ranges = parse_address_ranges(value);
@@ -160,9 +155,19 @@ std::string apply_duration(Config& config, std::string_view value) {
     return {};
 }
 
-std::string apply_access_log(Config& config, std::string_view value) {
-    if (value.empty()) return "expected a path, 'stderr' or 'off'";
-    config.access_log = value == "off" ? std::string() : std::string(value);
+// A file name, user or group name: anything but empty.
+template <std::string Config::*Field>
+std::string apply_name(Config& config, std::string_view value) {
+    if (value.empty()) return "expected a value";
+    config.*Field = std::string(value);
+    return {};
+}
+
+// A path, or "off" for none.
+template <std::string Config::*Field>
+std::string apply_path_or_off(Config& config, std::string_view value) {
+    if (value.empty()) return "expected a path or 'off'";
+    config.*Field = value == "off" ? std::string() : std::string(value);
     return {};
 }
 
@@ -176,24 +181,6 @@ std::string apply_log_level(Config& config, std::string_view value) {
     auto level = parse_log_level(value);
     if (!level) return quoted(value) + " is not one of error, warning, info, debug";
     config.log_level = *level;
-    return {};
-}
-
-std::string apply_pid_file(Config& config, std::string_view value) {
-    if (value.empty()) return "expected a path or 'off'";
-    config.pid_file = value == "off" ? std::string() : std::string(value);
-    return {};
-}
-
-std::string apply_user(Config& config, std::string_view value) {
-    if (value.empty()) return "expected a user name";
-    config.user = std::string(value);
-    return {};
-}
-
-std::string apply_group(Config& config, std::string_view value) {
-    if (value.empty()) return "expected a group name";
-    config.group = std::string(value);
     return {};
 }
 
@@ -226,7 +213,7 @@ const Directive directives[] = {
     {"backend", "HOST:PORT", "where origin-form requests (GET /path) are sent", apply_backend},
     {"auth", "USER:PASS", "require Basic proxy authentication, repeatable", apply_auth,
      [](Config& c) { c.auth.clear(); }},
-    {"auth_file", "PATH", "file of user:password lines, one per user", apply_auth_file},
+    {"auth_file", "PATH", "file of user:password lines, one per user", apply_name<&Config::auth_file>},
     {"allow", "CIDR,...", "admit these clients; first allow/deny match wins", apply_access_rule<true>,
      [](Config& c) { c.access_rules.clear(); }},
     {"deny", "CIDR,...", "refuse these clients with 403", apply_access_rule<false>,
@@ -244,12 +231,13 @@ const Directive directives[] = {
      apply_duration<&Config::timeout_tunnel_idle_ms>},
     {"shutdown_timeout", "D", "how long a stop waits for open requests (default 10s)",
      apply_duration<&Config::shutdown_timeout_ms>},
-    {"access_log", "PATH", "one line per request: a file, stderr or off (default off)", apply_access_log},
+    {"access_log", "PATH", "one line per request: a file, stderr or off (default off)",
+     apply_path_or_off<&Config::access_log>},
     {"error_log", "PATH", "a file, stderr or syslog (default stderr)", apply_error_log},
     {"log_level", "LEVEL", "error, warning, info or debug (default info)", apply_log_level},
-    {"pid_file", "PATH", "write the process id here (default off)", apply_pid_file},
-    {"user", "NAME", "switch to this user after binding, when started as root", apply_user},
-    {"group", "NAME", "switch to this group (default: the user's)", apply_group},
+    {"pid_file", "PATH", "write the process id here (default off)", apply_path_or_off<&Config::pid_file>},
+    {"user", "NAME", "switch to this user after binding, when started as root", apply_name<&Config::user>},
+    {"group", "NAME", "switch to this group (default: the user's)", apply_name<&Config::group>},
     {"via", "on|off|NAME", "the Via field's name, or none (default on: cproxy)", apply_via},
     {"splice", "on|off", "relay tunnels with splice(2) (default on)", apply_splice},
 };

@@ -124,6 +124,15 @@ private:
     Fd fd_;
 };
 
+// A client whose request `silent` has received and will never answer.
+Conn stuck_request(const Proxy& p, Origin& silent)
+{
+    Conn busy = p.connect();
+    REQUIRE(busy.send_all(get(silent)));
+    REQUIRE(silent.wait_connections(1));
+    return busy;
+}
+
 std::uint16_t local_port(const Conn& c)
 {
     sockaddr_in address{};
@@ -390,9 +399,7 @@ TEST_CASE("integration: shutdown_timeout bounds the wait for a stuck request", "
 {
     Origin silent(silent_origin());
     Proxy p(proxy_args({"--shutdown-timeout", "500ms"}));
-    Conn busy = p.connect();
-    REQUIRE(busy.send_all(get(silent)));
-    REQUIRE(silent.wait_connections(1));
+    Conn busy = stuck_request(p, silent);
     auto start = Clock::now();
     auto code = p.stop(SIGTERM, Ms(3000));
     REQUIRE(code);
@@ -407,9 +414,7 @@ TEST_CASE("integration: a second SIGTERM stops at once", "[integration][ops]")
 {
     Origin silent(silent_origin());
     Proxy p(proxy_args({"--shutdown-timeout", "30s"}));
-    Conn busy = p.connect();
-    REQUIRE(busy.send_all(get(silent)));
-    REQUIRE(silent.wait_connections(1));
+    Conn busy = stuck_request(p, silent);
     ::kill(p.pid(), SIGTERM);
     REQUIRE(p.wait_err([](const std::string& err) { return err.find("info: stopping:") != std::string::npos; }));
     auto start = Clock::now();
