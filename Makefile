@@ -61,7 +61,7 @@ SAN_OBJ    := $(SRC:%.cpp=build/asan/%.o)
 SAN_LIB    := $(LIB_SRC:%.cpp=build/asan/%.o)
 TEST_OBJ   := $(TEST_SRC:%.cpp=build/asan/%.o) build/asan/test/catch_main.o
 
-.PHONY: all check bench bench-deps clean install uninstall dist deb help FORCE
+.PHONY: all check bench bench-deps clean install uninstall dist deb help fuzz fuzz-merge FORCE
 all: $(BIN)
 
 $(BIN): $(REL_OBJ)
@@ -95,8 +95,54 @@ build/asan/cproxy-tests: $(SAN_LIB) $(TEST_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CXX) $(SANFLAGS) $(CXXFLAGS) -o $@ $^ $(LDFLAGS)
 
-check: cproxy build/asan/cproxy build/asan/cproxy-tests
+# Fuzzing. Each harness in test/fuzz/ is built twice: with clang's libFuzzer
+# for `make fuzz` (each runs FUZZ_SECONDS, growing build/fuzz/corpus/NAME from
+# the committed test/fuzz/corpus/NAME), and with g++ and the sanitizers as a
+# replay of the committed corpus that `make check` runs. `make fuzz-merge`
+# adds the inputs that reach new code to the committed corpus, minimised.
+FUZZ_NAMES   := request response chunked config
+FUZZ_SECONDS ?= 60
+FUZZ_CXX     ?= clang++
+FUZZ_FLAGS   := -MMD -MP -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+                -std=c++20 -Iinclude -pthread -DCPROXY_VERSION='"$(VERSION)"' \
+                -DCPROXY_SYSCONFDIR='"$(SYSCONFDIR)"'
+FUZZ_LIB     := $(LIB_SRC:%.cpp=build/fuzz/%.o)
+FUZZ_BIN     := $(FUZZ_NAMES:%=build/fuzz/%)
+FUZZ_REPLAY  := $(FUZZ_NAMES:%=build/asan/fuzz/%-replay)
+
+check: cproxy build/asan/cproxy build/asan/cproxy-tests $(FUZZ_REPLAY)
 	$(Q)CPROXY_BIN=build/asan/cproxy test/run build/asan/cproxy-tests
+
+build/fuzz/%.o: %.cpp
+	@mkdir -p $(@D)
+	@echo "  CXX     $< (fuzz)"
+	$(Q)$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+
+build/fuzz/%: test/fuzz/%_fuzz.cpp $(FUZZ_LIB)
+	@echo "  LD      $@"
+	$(Q)$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $^
+
+build/asan/fuzz/%-replay: build/asan/test/fuzz/%_fuzz.o build/asan/test/fuzz/replay.o $(SAN_LIB)
+	@mkdir -p $(@D)
+	@echo "  LD      $@"
+	$(Q)$(CXX) $(SANFLAGS) $(CXXFLAGS) -o $@ $^ $(LDFLAGS)
+
+fuzz: $(FUZZ_BIN)
+	$(Q)for name in $(FUZZ_NAMES); do \
+	    dict=test/fuzz/http.dict; [ $$name = config ] && dict=test/fuzz/config.dict; \
+	    mkdir -p build/fuzz/corpus/$$name; \
+	    echo "fuzz $$name: $(FUZZ_SECONDS) s"; \
+	    build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -dict=$$dict -print_final_stats=1 \
+	        -artifact_prefix=build/fuzz/$$name- build/fuzz/corpus/$$name test/fuzz/corpus/$$name \
+	        >build/fuzz/$$name.log 2>&1 || { tail -40 build/fuzz/$$name.log; exit 1; }; \
+	    grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' build/fuzz/$$name.log; \
+	    grep -E '^#[0-9]+' build/fuzz/$$name.log | tail -1; \
+	done
+
+fuzz-merge: $(FUZZ_BIN)
+	$(Q)for name in $(FUZZ_NAMES); do \
+	    build/fuzz/$$name -merge=1 test/fuzz/corpus/$$name build/fuzz/corpus/$$name 2>&1 | tail -1; \
+	done
 
 # The benchmark's own load generator (CONNECT tunnels, per-client accounting).
 build/loadgen: bench/loadgen.cpp
@@ -188,7 +234,8 @@ clean:
 	rm -rf build cproxy cproxy-*.tar.gz cproxy_*.deb
 
 help:
-	@echo "targets: all (default) check bench bench-deps install uninstall dist deb clean"
+	@echo "targets: all (default) check bench bench-deps install uninstall dist deb fuzz fuzz-merge clean"
+	@echo "  fuzz       each libFuzzer harness for FUZZ_SECONDS=$(FUZZ_SECONDS) (needs clang)"
 	@echo "  install    binary, man pages, unit, logrotate file; config only if absent"
 	@echo "  uninstall  removes them, keeps the config"
 	@echo "  dist       $(DIST).tar.gz of the tracked files"
@@ -199,4 +246,5 @@ help:
 	@echo "Install with the PREFIX/SYSCONFDIR you built with: the default config"
 	@echo "path is compiled in ($(SYSCONFDIR)/cproxy/cproxy.conf)."
 
--include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) build/loadgen.d
+-include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) build/loadgen.d $(FUZZ_LIB:.o=.d) \
+         $(FUZZ_REPLAY:build/asan/fuzz/%-replay=build/asan/test/fuzz/%_fuzz.d)
