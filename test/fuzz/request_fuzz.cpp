@@ -44,7 +44,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::size_t length = forward::write_request_head(whole_head, rewrite, rewritten, sizeof rewritten);
     if (length == 0) return 0;
     http::RequestParser again(sizeof rewritten);
-    fuzz::require(again.parse({rewritten, length}, rewritten_head) == http::ParseStatus::Done);
+    http::ParseStatus reparsed = again.parse({rewritten, length}, rewritten_head);
+    // Host and Via may take a head that was at the field limit over it.
+    if (reparsed == http::ParseStatus::Error && whole_head.header_count + 2 > http::max_header_fields) return 0;
+    fuzz::require(reparsed == http::ParseStatus::Done);
     fuzz::require(rewritten_head.length == length);
     fuzz::require(rewritten_head.method == whole_head.method);
     return 0;

@@ -35,7 +35,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::size_t length = forward::write_response_head(whole_head, mode, "cproxy", rewritten, sizeof rewritten);
     if (length == 0) return 0;
     http::ResponseParser again(sizeof rewritten);
-    fuzz::require(again.parse({rewritten, length}, rewritten_head) == http::ParseStatus::Done);
+    http::ParseStatus reparsed = again.parse({rewritten, length}, rewritten_head);
+    // Connection and Via may take a head that was at the field limit over it.
+    if (reparsed == http::ParseStatus::Error && whole_head.header_count + 2 > http::max_header_fields) return 0;
+    fuzz::require(reparsed == http::ParseStatus::Done);
     fuzz::require(rewritten_head.length == length);
     fuzz::require(rewritten_head.status == whole_head.status);
     return 0;
