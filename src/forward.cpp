@@ -1,5 +1,6 @@
 #include "cproxy/forward.hpp"
 
+#include <cstdio>
 #include <cstring>
 
 #include "cproxy/address.hpp"
@@ -17,6 +18,7 @@ class HeadWriter {
 public:
     HeadWriter(char* out, std::size_t capacity) noexcept : out_(out), capacity_(capacity) {}
     HeadWriter& operator<<(std::string_view text) noexcept {
+        if (text.empty()) return *this;  // may be a null view: memcpy must not see it
         if (failed_ || text.size() > capacity_ - length_) {
             failed_ = true;
             return *this;
@@ -105,10 +107,18 @@ std::size_t write_request_head(const http::RequestHead& head, const RequestRewri
         std::string_view name = headers[i].name;
         if (always_hop_by_hop(name) || iequals(name, "proxy-authorization") ||
             (!rewrite.host.empty() && iequals(name, "host")) ||
+            (rewrite.max_forwards && iequals(name, "max-forwards")) ||
             named_in_connection(headers, head.header_count, name))
             continue;
         writer.field(name, headers[i].value);
     }
+    if (rewrite.max_forwards) {
+        char digits[24];
+        int length = std::snprintf(digits, sizeof digits, "%llu",
+                                   static_cast<unsigned long long>(*rewrite.max_forwards));
+        writer.field("Max-Forwards", std::string_view(digits, static_cast<std::size_t>(length)));
+    }
+    if (!rewrite.upgrade.empty()) writer << "Connection: Upgrade\r\n" << "Upgrade: " << rewrite.upgrade << "\r\n";
     if (!rewrite.via_name.empty())
         writer << "Via: " << version_text(head.version_minor) << " " << rewrite.via_name << "\r\n";
     writer << "\r\n";
@@ -125,10 +135,13 @@ std::size_t write_response_head(const http::ResponseHead& head, ClientConnection
     const http::Header* headers = head.headers.data();
     for (std::size_t i = 0; i < head.header_count; ++i) {
         std::string_view name = headers[i].name;
-        if (always_hop_by_hop(name) || named_in_connection(headers, head.header_count, name))
+        bool passed_upgrade = connection == ClientConnection::Upgrade && iequals(name, "upgrade");
+        if (!passed_upgrade &&
+            (always_hop_by_hop(name) || named_in_connection(headers, head.header_count, name)))
             continue;
         writer.field(name, headers[i].value);
     }
+    if (connection == ClientConnection::Upgrade) writer << "Connection: Upgrade\r\n";
     if (connection == ClientConnection::KeepAliveLegacy) writer << "Connection: keep-alive\r\n";
     if (connection == ClientConnection::Close) writer << "Connection: close\r\n";
     if (!via_name.empty()) writer << "Via: " << version_text(head.version_minor) << " " << via_name << "\r\n";
@@ -148,6 +161,19 @@ bool client_wants_keep_alive(const http::RequestHead& head) noexcept {
     if (connection_has(head.headers.data(), head.header_count, "close")) return false;
     if (head.version_minor >= 1) return true;
     return connection_has(head.headers.data(), head.header_count, "keep-alive");
+}
+
+std::string_view requested_upgrade(const http::RequestHead& head) noexcept {
+    if (!connection_has(head.headers.data(), head.header_count, "upgrade")) return {};
+    for (std::size_t i = 0; i < head.header_count; ++i)
+        if (iequals(head.headers[i].name, "upgrade")) return head.headers[i].value;
+    return {};
+}
+
+bool response_names_upgrade(const http::ResponseHead& head) noexcept {
+    for (std::size_t i = 0; i < head.header_count; ++i)
+        if (iequals(head.headers[i].name, "upgrade") && !head.headers[i].value.empty()) return true;
+    return false;
 }
 
 bool upstream_allows_reuse(const http::ResponseHead& head) noexcept {

@@ -85,7 +85,7 @@ Fd block_handled_signals() {
     ::signal(SIGPIPE, SIG_IGN);
     sigset_t signals;
     sigemptyset(&signals);
-    for (int signal : {SIGTERM, SIGINT, SIGHUP, SIGUSR1}) sigaddset(&signals, signal);
+    for (int signal : {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2}) sigaddset(&signals, signal);
     if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0)
         throw std::system_error(errno, std::generic_category(), "sigprocmask");
     Fd fd(::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC));
@@ -219,6 +219,8 @@ int serve(const CommandLine& command, std::unique_ptr<Config> running) {
     while (int signal = worker.run()) {
         if (signal == SIGHUP) {
             reload(command, running, logs, worker);
+        } else if (signal == SIGUSR2) {
+            worker.log_resources();
         } else if (signal == SIGUSR1) {
             worker.flush_access_log();
             logs.reopen();

@@ -61,8 +61,10 @@ const http::Header* find_header(const http::RequestHead& head, std::string_view 
 
 const char* reason_phrase(int status) noexcept {
     switch (status) {
+    case 200: return "OK";
     case 400: return "Bad Request";
     case 403: return "Forbidden";
+    case 405: return "Method Not Allowed";
     case 407: return "Proxy Authentication Required";
     case 408: return "Request Timeout";
     case 414: return "URI Too Long";
@@ -142,7 +144,7 @@ void Worker::start_reading_head(Session& s) noexcept {
     s.response_started = s.close_after_response = s.upstream_reused = false;
     s.fresh_upstream_only = false;
     s.replay_length = 0;
-    s.head_method = s.connect_method = false;
+    s.head_method = s.connect_method = s.upgrade_requested = false;
     s.status = 0;
     s.end = EndReason::Done;
     if (s.request) {
@@ -260,6 +262,10 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
         copy_field(s.user, sizeof s.user, *user);
     }
 
+    // TRACE echoes the request, credentials and cookies included, to whoever
+    // can make a browser send one (cross-site tracing): refused, as by squid.
+    if (head.method == "TRACE") return fail(index, 405, "TRACE is not allowed", EndReason::Refused);
+
     Step step;
     if (s.connect_method) {
         if (s.request_body != http::BodyKind::None) {
@@ -282,6 +288,22 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     forward::RequestRewrite rewrite;
     rewrite.via_name = config_->via;
     rewrite.http10 = s.client_http10;
+    if (head.method == "OPTIONS") {
+        // RFC 9110 §7.6.2: the hop that finds Max-Forwards at 0 answers itself.
+        if (const http::Header* field = find_header(head, "max-forwards")) {
+            auto hops = http::parse_content_length(field->value);
+            if (!hops) return fail(index, 400, "invalid Max-Forwards", EndReason::BadRequest);
+            if (*hops == 0) {
+                s.end = EndReason::Done;
+                return answer_locally(index, 200, {}, "Allow: GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, PATCH\r\n");
+            }
+            rewrite.max_forwards = *hops - 1;
+        }
+    }
+    // Switching protocols needs the whole connection: not for HTTP/1.0, and
+    // not while a request body is still to come.
+    if (!s.client_http10 && s.request_body == http::BodyKind::None) rewrite.upgrade = forward::requested_upgrade(head);
+    s.upgrade_requested = !rewrite.upgrade.empty();
     if (!head.target.empty() && head.target.front() == '/') {
         if (!config_->backend)
             return fail(index, 400,
@@ -448,6 +470,32 @@ Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
     return Step::Progress;
 }
 
+// After a 101 the connection belongs to the new protocol: both directions are
+// relayed like a CONNECT tunnel. Bytes already read on either side (the
+// server's first frames after its head, the client's sent early) go first.
+Worker::Step Worker::switch_protocols(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    const http::ResponseHead& head = response_head_;
+    std::uint32_t old_length = static_cast<std::uint32_t>(head.length);
+    std::size_t length = forward::write_response_head(head, forward::ClientConnection::Upgrade, config_->via,
+                                                      scratch_, sizeof scratch_);
+    if (length == 0 || !replace_head(*s.response, s.response_unsent, old_length, scratch_, length)) {
+        close_upstream(s);
+        s.close_after_response = true;
+        return fail(index, 502, "the upstream server sent an invalid response", EndReason::UpstreamBadResponse);
+    }
+    s.status = 101;
+    s.to_upstream = RelayDirection{};
+    s.to_client = RelayDirection{};
+    s.to_upstream.buffer = std::exchange(s.request, nullptr);
+    s.to_client.buffer = std::exchange(s.response, nullptr);
+    s.request_unsent = s.response_unsent = 0;
+    s.response_head_done = s.response_started = true;
+    s.phase = Phase::Tunnel;
+    s.phase_started_ms = now_ms_;
+    return Step::Progress;
+}
+
 bool Worker::classify_request_body(Session& s) noexcept {
     if (s.request_complete || !s.request) return true;
     std::uint32_t unclassified = s.request->size() - s.request_unsent;
@@ -498,8 +546,12 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
     case http::ParseStatus::Done: {
         const http::ResponseHead& head = response_head_;
         std::uint32_t old_length = static_cast<std::uint32_t>(head.length);
+        if (head.status == 101) {
+            // Only to a request that asked, and naming the protocol (RFC 9110 §15.2.2).
+            if (!s.upgrade_requested || !forward::response_names_upgrade(head)) break;
+            return switch_protocols(index);
+        }
         if (head.status >= 100 && head.status < 200) {
-            if (head.status == 101) break;  // cproxy never forwards Upgrade, so never expects 101
             std::size_t length = 0;
             // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
             if (!s.client_http10)
@@ -787,7 +839,6 @@ Worker::Step Worker::tunnel(std::uint32_t index) noexcept {
 
 Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept {
     Session& s = sessions_[index];
-    s.status = static_cast<std::uint16_t>(status);
     s.end = reason;
     ++counters_.failures;
     // A server-side failure is the operator's business; a client's mistake
@@ -798,27 +849,39 @@ Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view deta
         format_address(s.client_address, client, sizeof client);
         log_message(level, "%s: %d %.*s", client, status, static_cast<int>(detail.size()), detail.data());
     }
-    if (s.response_started) return close_session(index, reason);
+    const char* extra_fields = status == 407   ? "Proxy-Authenticate: Basic realm=\"cproxy\"\r\n"
+                               : status == 503 ? "Retry-After: 1\r\n"
+                               : status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, PATCH\r\n"
+                                               : "";
+    return answer_locally(index, status, detail, extra_fields);
+}
+
+Worker::Step Worker::answer_locally(std::uint32_t index, int status, std::string_view detail,
+                                    const char* extra_fields) noexcept {
+    Session& s = sessions_[index];
+    s.status = static_cast<std::uint16_t>(status);
+    if (s.response_started) return close_session(index, s.end);
     bool request_consumed = s.request_body == http::BodyKind::None || s.request_complete;
     s.keep_client = s.keep_client && !s.close_after_response && request_consumed;
     if (s.request && s.request_unsent > 0) s.request->consume(std::min(s.request_unsent, s.request->size()));
     s.request_unsent = 0;
     if (!s.response && !(s.response = buffers_.acquire())) return close_session(index, EndReason::NoResources);
     s.response->clear();
-    int body_length = static_cast<int>(std::min<std::size_t>(detail.size(), 1024)) + 9;
+    // The body names cproxy and the reason; an empty detail gives no body.
+    int detail_length = static_cast<int>(std::min<std::size_t>(detail.size(), 1024));
+    int body_length = detail.empty() ? 0 : detail_length + 9;
     int length = std::snprintf(
         s.response->space(), s.response->space_size(),
         "HTTP/1.1 %d %s\r\n"
-        "Content-Type: text/plain\r\n"
+        "%s"
         "Content-Length: %d\r\n"
-        "%s%s%s"
+        "%s%s"
         "\r\n"
-        "cproxy: %.*s\n",
-        status, reason_phrase(status), body_length,
-        status == 407 ? "Proxy-Authenticate: Basic realm=\"cproxy\"\r\n" : "",
-        status == 503 ? "Retry-After: 1\r\n" : "",
-        s.keep_client ? "" : "Connection: close\r\n", body_length - 9, detail.data());
-    if (length <= 0) return close_session(index, reason);
+        "%s%.*s%s",
+        status, reason_phrase(status), body_length == 0 ? "" : "Content-Type: text/plain\r\n", body_length,
+        extra_fields, s.keep_client ? "" : "Connection: close\r\n", body_length == 0 ? "" : "cproxy: ",
+        detail_length, detail.data(), body_length == 0 ? "" : "\n");
+    if (length <= 0) return close_session(index, s.end);
     s.response->commit(static_cast<std::uint32_t>(std::min<int>(length, static_cast<int>(buffer_size))));
     if (s.head_method) {
         // A response to HEAD has no body, whatever its Content-Length says.

@@ -133,6 +133,19 @@ void Worker::reconfigure(const Config& config, int access_log_fd) noexcept {
     access_log_.set_fd(access_log_fd);
 }
 
+void Worker::log_resources() const noexcept {
+    const Counters& c = counters_;
+    log_info("resources: %u/%u sessions, %u/%u buffers, %u pipes in use of %u made, %u idle upstream "
+             "connections; counters: %llu accepted, %llu refused, %llu requests, %llu tunnels, "
+             "%llu failed, %llu bytes in, %llu bytes out",
+             sessions_.used(), sessions_.capacity(), buffers_.in_use(), buffers_.capacity(), pipes_.in_use(),
+             pipes_.created(), idle_upstreams_.parked(),
+             static_cast<unsigned long long>(c.accepted), static_cast<unsigned long long>(c.refused),
+             static_cast<unsigned long long>(c.requests), static_cast<unsigned long long>(c.tunnels),
+             static_cast<unsigned long long>(c.failures), static_cast<unsigned long long>(c.bytes_in),
+             static_cast<unsigned long long>(c.bytes_out));
+}
+
 void Worker::begin_shutdown() noexcept {
     stopping_ = true;
     shutdown_deadline_ms_ = monotonic_ms() + config_->shutdown_timeout_ms;

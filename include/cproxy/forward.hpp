@@ -35,6 +35,12 @@ struct RequestRewrite {
     // in a framing the client understands (never chunked). RFC 9110 §2.5 allows
     // this downgrade as a workaround; it is what nginx does for all upstreams.
     bool http10 = false;
+    // The client's Upgrade field value, forwarded with "Connection: Upgrade"
+    // when the client asked to switch protocols (RFC 9110 §7.8); empty: none.
+    std::string_view upgrade = {};
+    // Max-Forwards to send instead of the client's (already decremented,
+    // RFC 9110 §7.6.2); nullopt keeps the field as it came.
+    std::optional<std::uint64_t> max_forwards = std::nullopt;
 };
 
 // Writes the head sent upstream; returns its length, or 0 if it does not fit.
@@ -45,6 +51,7 @@ enum class ClientConnection : std::uint8_t {
     Persistent,       // HTTP/1.1 client, connection stays open: nothing to add
     KeepAliveLegacy,  // HTTP/1.0 client that asked for keep-alive
     Close,            // the proxy closes the client connection after this response
+    Upgrade,          // a 101 the client asked for: its Upgrade field is passed on
 };
 
 std::size_t write_response_head(const http::ResponseHead& head, ClientConnection connection,
@@ -54,5 +61,10 @@ std::size_t write_response_head(const http::ResponseHead& head, ClientConnection
 bool client_wants_keep_alive(const http::RequestHead& head) noexcept;
 // Whether the upstream connection may carry another request after this response.
 bool upstream_allows_reuse(const http::ResponseHead& head) noexcept;
+// The Upgrade field value when the request asks to switch protocols (an
+// Upgrade field named in Connection, RFC 9110 §7.8); empty otherwise.
+std::string_view requested_upgrade(const http::RequestHead& head) noexcept;
+// Whether a 101 response says what it switches to: an Upgrade field.
+bool response_names_upgrade(const http::ResponseHead& head) noexcept;
 
 }  // namespace cproxy::forward

@@ -124,6 +124,7 @@ struct Session {
     bool legacy_keep_alive = false;  // HTTP/1.0 client that asked for keep-alive
     bool head_method = false;
     bool connect_method = false;
+    bool upgrade_requested = false;  // Upgrade forwarded: a 101 turns the session into a tunnel
     bool close_after_response = false;
     bool retry_queued = false;
     bool in_request = false;         // a request is being handled: log it when it ends

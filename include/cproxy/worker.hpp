@@ -63,6 +63,10 @@ public:
     // their current request or tunnel within config.shutdown_timeout.
     void begin_shutdown() noexcept;
     const Counters& counters() const noexcept { return counters_; }
+    // Logs what the worker holds (sessions, buffers, pipes, idle upstreams,
+    // armed timers) and its counters: SIGUSR2, and a check that a load left
+    // nothing behind.
+    void log_resources() const noexcept;
     std::uint32_t open_sessions() const noexcept { return sessions_.used(); }
 
 private:
@@ -94,10 +98,13 @@ private:
     Step process_response_head(std::uint32_t index) noexcept;
     Step finish_exchange(std::uint32_t index) noexcept;
     Step tunnel(std::uint32_t index) noexcept;
+    Step switch_protocols(std::uint32_t index) noexcept;
     Step respond(std::uint32_t index) noexcept;
     Step linger(std::uint32_t index) noexcept;
     Step check_idle_upstream(std::uint32_t index) noexcept;
     Step fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
+    Step answer_locally(std::uint32_t index, int status, std::string_view detail,
+                        const char* extra_fields) noexcept;
     void fail_and_drive(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
     Step relay_response_body(std::uint32_t index, bool progress) noexcept;
     bool prepare_replay(Session& s) noexcept;

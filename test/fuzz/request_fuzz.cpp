@@ -36,10 +36,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         fuzz::require(split_head.method == whole_head.method && split_head.target == whole_head.target);
     }
     [[maybe_unused]] auto framing = http::request_framing(whole_head);
+    // The split byte's low bits also vary the rewrite, empty views included
+    // (an absolute URL without a path, no Host change, Via off).
     forward::RequestRewrite rewrite;
-    rewrite.path = whole_head.target.empty() || whole_head.target.front() != '/' ? "/" : whole_head.target;
-    rewrite.host = "example.test";
-    rewrite.via_name = "cproxy";
+    bool origin_form = !whole_head.target.empty() && whole_head.target.front() == '/';
+    if (data[0] & 1) rewrite.path = origin_form ? whole_head.target : "/";
+    if (data[0] & 2) rewrite.host = "example.test";
+    if (data[0] & 4) rewrite.via_name = "cproxy";
     rewrite.http10 = whole_head.version_minor == 0;
     std::size_t length = forward::write_request_head(whole_head, rewrite, rewritten, sizeof rewritten);
     if (length == 0) return 0;

@@ -127,7 +127,8 @@ TEST_CASE("integration: hop-by-hop request headers are removed", "[integration][
     CHECK(q.raw_head.find("must-not-pass") == std::string::npos);
 }
 
-TEST_CASE("integration: Upgrade is not forwarded", "[integration][forwarding]")
+TEST_CASE("integration: Upgrade is forwarded; a server that declines answers as usual (RFC 9110 §7.8)",
+          "[integration][forwarding]")
 {
     Origin o(static_origin("ok"));
     Proxy p(proxy_args());
@@ -136,11 +137,81 @@ TEST_CASE("integration: Upgrade is not forwarded", "[integration][forwarding]")
                          " HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n");
     REQUIRE(r);
     CHECK(r->status == 200);
+    CHECK(r->body == "ok");
     REQUIRE(o.wait_requests(1));
     const auto q = o.requests().at(0);
     INFO("origin saw:\n" << q.raw_head);
-    CHECK(q.count("Upgrade") == 0);
-    CHECK(q.raw_head.find("h2c") == std::string::npos);
+    CHECK(q.header("Upgrade") == "h2c");
+    CHECK(q.header("Connection") == "Upgrade");
+    // Without Connection: Upgrade the field is not a request to switch.
+    auto plain = c.roundtrip("GET " + o.url("/plain") + " HTTP/1.1\r\nHost: x\r\nUpgrade: h2c\r\n\r\n");
+    REQUIRE(plain);
+    REQUIRE(o.wait_requests(2));
+    CHECK(o.requests().at(1).count("Upgrade") == 0);
+}
+
+TEST_CASE("integration: after 101 Switching Protocols the connection is a tunnel both ways (RFC 9110 §15.2.2)",
+          "[integration][forwarding]")
+{
+    // A WebSocket-like server: 101, a greeting right behind the head, then echo.
+    Origin o([](Origin& origin, Conn& conn) {
+        auto request = conn.read_request();
+        if (!request)
+            return;
+        origin.record(*request);
+        conn.send_all("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "\r\nhello from the new protocol|");
+        while (true) {
+            long n = conn.fill(Ms(2000));
+            if (n <= 0)
+                break;
+            std::string bytes = std::move(conn.buffer());
+            conn.buffer().clear();
+            if (!conn.send_all(bytes))
+                break;
+        }
+    });
+    Proxy p(proxy_args({"-v"}));
+    Conn c = p.connect();
+    // The client's first frame rides right behind its request head.
+    REQUIRE(c.send_all("GET " + o.url("/ws") + " HTTP/1.1\r\nHost: " + o.authority() +
+                       "\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\nearly frame|"));
+    auto head = c.read_until("\r\n\r\n");
+    REQUIRE(head);
+    INFO(*head);
+    CHECK(head->rfind("HTTP/1.1 101 ", 0) == 0);
+    CHECK(icontains(*head, "\r\nUpgrade: websocket\r\n"));
+    CHECK(icontains(*head, "\r\nConnection: Upgrade\r\n"));
+    auto greeting = c.read_exact(std::string("hello from the new protocol|").size());
+    REQUIRE(greeting);
+    CHECK(*greeting == "hello from the new protocol|");
+    auto early = c.read_exact(std::string("early frame|").size());
+    REQUIRE(early);
+    CHECK(*early == "early frame|");
+    std::string payload = random_bytes(300 * 1024, 7);
+    REQUIRE(c.send_all(payload));
+    auto back = c.read_exact(payload.size());
+    REQUIRE(back);
+    CHECK(fnv1a(*back) == fnv1a(payload));
+    c.close();
+    CHECK(p.wait_err([](const std::string& err) {
+        for (const auto& line : access_log_lines(err))
+            if (line[5] == "101" && line[3] == "GET")
+                return true;
+        return false;
+    }));
+}
+
+TEST_CASE("integration: a 101 the client did not ask for is refused with 502", "[integration][forwarding]")
+{
+    Origin o(http_origin([](const HttpRequest&) {
+        return Reply{"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"};
+    }));
+    Proxy p(proxy_args());
+    Conn c = p.connect();
+    auto r = c.roundtrip("GET " + o.url() + " HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(r);
+    CHECK(r->status == 502);
 }
 
 TEST_CASE("integration: hop-by-hop response headers are removed and Via is added",
