@@ -41,6 +41,21 @@ std::optional<std::uint32_t> parse_duration_ms(std::string_view text) noexcept {
     return static_cast<std::uint32_t>(ms);
 }
 
+std::optional<std::uint64_t> parse_size(std::string_view text) noexcept {
+    std::uint64_t value = 0;
+    std::size_t i = 0;
+    for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+        value = value * 10 + static_cast<std::uint64_t>(text[i] - '0');
+        if (value > 1'000'000'000'000) return std::nullopt;
+    }
+    if (i == 0 || value == 0) return std::nullopt;
+    std::string_view unit = text.substr(i);
+    if (unit == "k" || unit == "K") return value * 1024;
+    if (unit == "m" || unit == "M") return value * 1024 * 1024;
+    if (unit.empty()) return value;
+    return std::nullopt;
+}
+
 std::optional<std::bitset<65536>> parse_port_list(std::string_view text) noexcept {
     std::bitset<65536> ports;
     if (text == "any") {
@@ -147,6 +162,27 @@ std::string apply_connect_ports(Config& config, std::string_view value) {
     return {};
 }
 
+std::string apply_max_header_size(Config& config, std::string_view value) {
+    auto bytes = parse_size(value);
+    if (!bytes || *bytes < 1024 || *bytes > 1024 * 1024)
+        return quoted(value) + " is not a size between 1k and 1m (bytes, or with k or m)";
+    config.max_header_size = static_cast<std::uint32_t>(*bytes);
+    return {};
+}
+
+std::string apply_max_headers(Config& config, std::string_view value) {
+    std::uint32_t count = 0;
+    bool valid = !value.empty() && value.size() <= 3;
+    for (char c : value) {
+        if (c < '0' || c > '9') valid = false;
+        else count = count * 10 + static_cast<std::uint32_t>(c - '0');
+    }
+    if (!valid || count == 0 || count > http::header_capacity)
+        return quoted(value) + " is not a number between 1 and " + std::to_string(http::header_capacity);
+    config.max_headers = static_cast<std::uint16_t>(count);
+    return {};
+}
+
 template <std::uint32_t Config::*Field>
 std::string apply_duration(Config& config, std::string_view value) {
     auto ms = parse_duration_ms(value);
@@ -231,6 +267,8 @@ const Directive directives[] = {
      apply_duration<&Config::timeout_tunnel_idle_ms>},
     {"shutdown_timeout", "D", "how long a stop waits for open requests (default 10s)",
      apply_duration<&Config::shutdown_timeout_ms>},
+    {"max_header_size", "SIZE", "largest request head, 1k to 1m (default 64k)", apply_max_header_size},
+    {"max_headers", "N", "most field lines in a request head, up to 256 (default 100)", apply_max_headers},
     {"access_log", "PATH", "one line per request: a file, stderr or off (default off)",
      apply_path_or_off<&Config::access_log>},
     {"error_log", "PATH", "a file, stderr or syslog (default stderr)", apply_error_log},

@@ -224,7 +224,7 @@ constexpr bool in_request_line(HeadState state) noexcept {
 // state at Done (scanned = head length), Failed (error set) or anything else
 // (all available bytes validated, more needed).
 template <bool IsRequest>
-void scan_head(std::string_view input, std::uint32_t max_head_bytes,
+void scan_head(std::string_view input, std::uint32_t max_head_bytes, std::uint16_t max_fields,
                HeadProgress& progress) noexcept {
     const std::size_t end = std::min<std::size_t>(input.size(), max_head_bytes);
     std::size_t pos = progress.scanned;
@@ -405,7 +405,7 @@ void scan_head(std::string_view input, std::uint32_t max_head_bytes,
             break;
         case HeadState::FieldLineStart:
             if (has_class(c, token_char)) {
-                if (++field_count > max_header_fields) return fail(HeadError::TooManyFields);
+                if (++field_count > max_fields) return fail(HeadError::TooManyFields);
                 state = HeadState::FieldName;
             } else if (c == '\r') {
                 state = HeadState::FinalLf;
@@ -463,7 +463,7 @@ void scan_head(std::string_view input, std::uint32_t max_head_bytes,
 
 // Fills headers from the validated field lines starting at `pos`.
 void fill_fields(std::string_view head, std::size_t pos,
-                        std::array<Header, max_header_fields>& headers,
+                        std::array<Header, header_capacity>& headers,
                         std::size_t& header_count) noexcept {
     std::size_t count = 0;
     while (head[pos] != '\r') {
@@ -503,7 +503,7 @@ void fill_response(std::string_view head, ResponseHead& out) noexcept {
 // Shared driver: resumes the scan, then fills `out` once the head is complete.
 template <bool IsRequest, class Head>
 ParseStatus parse_head(std::string_view input, Head& out, std::uint32_t max_head_bytes,
-                       std::uint32_t& scanned, std::uint16_t& field_count,
+                       std::uint16_t max_fields, std::uint32_t& scanned, std::uint16_t& field_count,
                        std::uint8_t& state, std::uint8_t& error) noexcept {
     auto current = static_cast<HeadState>(state);
     if (current == HeadState::Failed) return ParseStatus::Error;
@@ -511,7 +511,7 @@ ParseStatus parse_head(std::string_view input, Head& out, std::uint32_t max_head
     if (input.size() < scanned) return ParseStatus::Partial;
     if (current != HeadState::Done) {
         HeadProgress progress{scanned, field_count, current, static_cast<HeadError>(error)};
-        scan_head<IsRequest>(input, max_head_bytes, progress);
+        scan_head<IsRequest>(input, max_head_bytes, max_fields, progress);
         scanned = progress.scanned;
         field_count = progress.field_count;
         state = static_cast<std::uint8_t>(progress.state);
@@ -529,9 +529,14 @@ ParseStatus parse_head(std::string_view input, Head& out, std::uint32_t max_head
 
 }  // namespace
 
-RequestParser::RequestParser(std::uint32_t max_head_bytes) noexcept
-    : max_head_bytes_(max_head_bytes) {
+RequestParser::RequestParser(std::uint32_t max_head_bytes, std::uint16_t max_fields) noexcept
+    : max_head_bytes_(max_head_bytes), max_fields_(max_fields) {
     reset();
+}
+
+void RequestParser::set_limits(std::uint32_t max_head_bytes, std::uint16_t max_fields) noexcept {
+    max_head_bytes_ = max_head_bytes;
+    max_fields_ = max_fields;
 }
 
 void RequestParser::reset() noexcept {
@@ -542,7 +547,7 @@ void RequestParser::reset() noexcept {
 }
 
 ParseStatus RequestParser::parse(std::string_view input, RequestHead& out) noexcept {
-    return parse_head<true>(input, out, max_head_bytes_, scanned_, field_count_, state_, error_);
+    return parse_head<true>(input, out, max_head_bytes_, max_fields_, scanned_, field_count_, state_, error_);
 }
 
 int RequestParser::error_status() const noexcept {
@@ -560,8 +565,8 @@ const char* RequestParser::error_reason() const noexcept {
     return describe(static_cast<HeadError>(error_));
 }
 
-ResponseParser::ResponseParser(std::uint32_t max_head_bytes) noexcept
-    : max_head_bytes_(max_head_bytes) {
+ResponseParser::ResponseParser(std::uint32_t max_head_bytes, std::uint16_t max_fields) noexcept
+    : max_head_bytes_(max_head_bytes), max_fields_(max_fields) {
     reset();
 }
 
@@ -573,7 +578,7 @@ void ResponseParser::reset() noexcept {
 }
 
 ParseStatus ResponseParser::parse(std::string_view input, ResponseHead& out) noexcept {
-    return parse_head<false>(input, out, max_head_bytes_, scanned_, field_count_, state_, error_);
+    return parse_head<false>(input, out, max_head_bytes_, max_fields_, scanned_, field_count_, state_, error_);
 }
 
 const char* ResponseParser::error_reason() const noexcept {

@@ -3,11 +3,11 @@
 // Exceptions are used here only; the loop itself never throws.
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <unistd.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -63,6 +63,12 @@ WorkerLimits size_worker(Config& config, std::uint64_t descriptor_limit) {
     limits.max_connections = config.max_connections;
     limits.max_pipes = static_cast<std::uint32_t>(pipes);
     limits.max_idle_upstreams = static_cast<std::uint32_t>(idle_upstreams);
+    // Heads past a regular buffer are rare (big cookies, long URLs in fields):
+    // a small pool of large buffers, one per 64 sessions, serves them.
+    if (config.max_header_size > buffer_size - head_headroom) {
+        limits.large_buffer_bytes = config.max_header_size + head_headroom;
+        limits.large_buffers = std::clamp<std::uint32_t>(config.max_connections / 64, 4, 256);
+    }
     return limits;
 }
 
@@ -113,11 +119,13 @@ void keep_start_up_settings(const Config& running, Config& next) {
     keep(next.user != running.user, "user");
     keep(next.group != running.group, "group");
     keep(next.pid_file != running.pid_file, "pid_file");
+    keep(next.max_header_size != running.max_header_size, "max_header_size");
     next.listen = running.listen;
     next.max_connections = running.max_connections;
     next.user = running.user;
     next.group = running.group;
     next.pid_file = running.pid_file;
+    next.max_header_size = running.max_header_size;
     if (!kept.empty()) log_warning("reload: %s changed but take effect only at a restart", kept.c_str());
 }
 

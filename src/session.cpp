@@ -46,7 +46,7 @@ bool replace_head(Buffer& buffer, std::uint32_t offset, std::uint32_t old_length
                   const char* head, std::size_t new_length) noexcept {
     buffer.compact();
     std::uint32_t tail = buffer.size() - offset - old_length;
-    if (offset + new_length + tail > buffer_size) return false;
+    if (offset + new_length + tail > buffer.capacity()) return false;
     std::memmove(buffer.data() + offset + new_length, buffer.data() + offset + old_length, tail);
     std::memcpy(buffer.data() + offset, head, new_length);
     buffer.resize(offset + static_cast<std::uint32_t>(new_length) + tail);
@@ -134,6 +134,7 @@ void Worker::start_reading_head(Session& s) noexcept {
     s.head_started = false;
     s.in_request = false;
     s.request_parser.reset();
+    s.request_parser.set_limits(config_->max_header_size, config_->max_headers);
     s.response_parser.reset();
     s.request_chunked.reset();
     s.response_chunked.reset();
@@ -171,12 +172,32 @@ Worker::Step Worker::check_idle_upstream(std::uint32_t index) noexcept {
     return Step::Wait;
 }
 
+// How many bytes of request head the session's buffer may hold: a regular
+// buffer's room, or a large buffer's, and never more than max_header_size.
+std::uint32_t Worker::request_head_room(const Session& s) const noexcept {
+    std::uint32_t capacity = s.request ? s.request->capacity() : buffer_size;
+    return std::min(capacity - head_headroom, config_->max_header_size);
+}
+
+// A head that outgrew its regular buffer moves into a large one, if one is free.
+bool Worker::move_to_large_buffer(Session& s) noexcept {
+    if (s.request->capacity() != buffer_size) return false;
+    Buffer* large = large_buffers_.acquire();
+    if (!large) return false;
+    s.request->compact();
+    std::memcpy(large->space(), s.request->data(), s.request->size());
+    large->commit(s.request->size());
+    buffers_.release(s.request);
+    s.request = large;
+    return true;
+}
+
 Worker::Step Worker::read_head(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
     check_idle_upstream(index);
-    if (s.client_can_read && (!s.request || s.request->size() < head_limit)) {
+    if (s.client_can_read && (!s.request || s.request->size() < request_head_room(s))) {
         if (!s.request && !(s.request = buffers_.acquire())) return close_session(index, EndReason::NoResources);
-        ssize_t n = ::recv(s.client.get(), s.request->space(), head_limit - s.request->size(), 0);
+        ssize_t n = ::recv(s.client.get(), s.request->space(), request_head_room(s) - s.request->size(), 0);
         if (n > 0) {
             s.request->commit(static_cast<std::uint32_t>(n));
             counters_.bytes_in += static_cast<std::uint64_t>(n);
@@ -201,9 +222,14 @@ Worker::Step Worker::read_head(std::uint32_t index) noexcept {
     }
     switch (s.request_parser.parse(s.request->view(), request_head_)) {
     case http::ParseStatus::Partial:
-        if (s.request->size() >= head_limit) {
+        if (s.request->size() >= request_head_room(s)) {
+            if (s.request->size() < config_->max_header_size) {
+                if (move_to_large_buffer(s)) return Step::Progress;
+                begin_unparsed_request(s);
+                return fail(index, 503, "no buffer free for a request head this large", EndReason::NoResources);
+            }
             begin_unparsed_request(s);
-            return fail(index, 431, "request head too large", EndReason::BadRequest);
+            return fail(index, 431, "request head too large (max_header_size)", EndReason::BadRequest);
         }
         return s.client_can_read ? Step::Progress : Step::Wait;
     case http::ParseStatus::Error:
@@ -256,7 +282,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
 
     if (authenticator_.required()) {
         const http::Header* credentials = find_header(head, "proxy-authorization");
-        auto user = credentials ? authenticator_.check(credentials->value, scratch_, sizeof scratch_)
+        auto user = credentials ? authenticator_.check(credentials->value, scratch_.get(), scratch_size_)
                                 : std::nullopt;
         if (!user) return fail(index, 407, "proxy authentication required", EndReason::Refused);
         copy_field(s.user, sizeof s.user, *user);
@@ -333,8 +359,8 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
 
     // The destination is settled (and any name copied to the resolver), so the
     // head's views may now be overwritten by the rewritten head.
-    std::size_t length = forward::write_request_head(head, rewrite, scratch_, sizeof scratch_);
-    if (length == 0 || !replace_head(*s.request, 0, s.head_length, scratch_, length)) {
+    std::size_t length = forward::write_request_head(head, rewrite, scratch_.get(), scratch_size_);
+    if (length == 0 || !replace_head(*s.request, 0, s.head_length, scratch_.get(), length)) {
         close_upstream(s);
         s.close_after_response = true;
         return fail(index, 431, "request head too large", EndReason::BadRequest);
@@ -478,8 +504,8 @@ Worker::Step Worker::switch_protocols(std::uint32_t index) noexcept {
     const http::ResponseHead& head = response_head_;
     std::uint32_t old_length = static_cast<std::uint32_t>(head.length);
     std::size_t length = forward::write_response_head(head, forward::ClientConnection::Upgrade, config_->via,
-                                                      scratch_, sizeof scratch_);
-    if (length == 0 || !replace_head(*s.response, s.response_unsent, old_length, scratch_, length)) {
+                                                      scratch_.get(), scratch_size_);
+    if (length == 0 || !replace_head(*s.response, s.response_unsent, old_length, scratch_.get(), length)) {
         close_upstream(s);
         s.close_after_response = true;
         return fail(index, 502, "the upstream server sent an invalid response", EndReason::UpstreamBadResponse);
@@ -556,8 +582,8 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
             // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
             if (!s.client_http10)
                 length = forward::write_response_head(head, forward::ClientConnection::Persistent,
-                                                      config_->via, scratch_, sizeof scratch_);
-            if (!replace_head(*s.response, s.response_unsent, old_length, scratch_, length)) break;
+                                                      config_->via, scratch_.get(), scratch_size_);
+            if (!replace_head(*s.response, s.response_unsent, old_length, scratch_.get(), length)) break;
             s.response_unsent += static_cast<std::uint32_t>(length);
             s.response_parser.reset();
             return Step::Progress;
@@ -576,8 +602,8 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
         auto mode = !s.keep_client ? forward::ClientConnection::Close
                     : s.legacy_keep_alive ? forward::ClientConnection::KeepAliveLegacy
                                           : forward::ClientConnection::Persistent;
-        std::size_t length = forward::write_response_head(head, mode, config_->via, scratch_, sizeof scratch_);
-        if (length == 0 || !replace_head(*s.response, s.response_unsent, old_length, scratch_, length)) break;
+        std::size_t length = forward::write_response_head(head, mode, config_->via, scratch_.get(), scratch_size_);
+        if (length == 0 || !replace_head(*s.response, s.response_unsent, old_length, scratch_.get(), length)) break;
         s.status = static_cast<std::uint16_t>(head.status);
         s.response_unsent += static_cast<std::uint32_t>(length);
         s.response_head_done = true;
@@ -882,7 +908,7 @@ Worker::Step Worker::answer_locally(std::uint32_t index, int status, std::string
         extra_fields, s.keep_client ? "" : "Connection: close\r\n", body_length == 0 ? "" : "cproxy: ",
         detail_length, detail.data(), body_length == 0 ? "" : "\n");
     if (length <= 0) return close_session(index, s.end);
-    s.response->commit(static_cast<std::uint32_t>(std::min<int>(length, static_cast<int>(buffer_size))));
+    s.response->commit(static_cast<std::uint32_t>(std::min<int>(length, static_cast<int>(s.response->capacity()))));
     if (s.head_method) {
         // A response to HEAD has no body, whatever its Content-Length says.
         std::string_view text = s.response->view();
@@ -935,7 +961,7 @@ Worker::Step Worker::linger(std::uint32_t index) noexcept {
         s.request = nullptr;
     }
     while (s.client_can_read) {
-        ssize_t n = ::recv(s.client.get(), scratch_, sizeof scratch_, 0);
+        ssize_t n = ::recv(s.client.get(), scratch_.get(), scratch_size_, 0);
         if (n > 0) continue;
         if (n < 0 && would_block(errno)) {
             s.client_can_read = false;

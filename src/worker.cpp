@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -48,12 +49,15 @@ Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listen
       spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
       sessions_(limits.max_connections),
       buffers_(limits.max_connections * 2 + 16),
+      large_buffers_(limits.large_buffers, limits.large_buffer_bytes),
       pipes_(limits.max_pipes),
       idle_upstreams_(limits.max_idle_upstreams),
       timers_(limits.max_connections, monotonic_ms()),
       resolver_(2, 1024),
       access_log_(access_log_fd),
-      splice_enabled_(config.splice) {
+      splice_enabled_(config.splice),
+      scratch_size_(std::max(buffer_size, limits.large_buffer_bytes)),
+      scratch_(std::make_unique<char[]>(scratch_size_)) {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
         SocketAddress address;
         address.length = sizeof address.storage;
@@ -135,10 +139,11 @@ void Worker::reconfigure(const Config& config, int access_log_fd) noexcept {
 
 void Worker::log_resources() const noexcept {
     const Counters& c = counters_;
-    log_info("resources: %u/%u sessions, %u/%u buffers, %u pipes in use of %u made, %u idle upstream "
+    log_info("resources: %u/%u sessions, %u/%u buffers, %u/%u large buffers, %u pipes in use of %u made, %u idle upstream "
              "connections; counters: %llu accepted, %llu refused, %llu requests, %llu tunnels, "
              "%llu failed, %llu bytes in, %llu bytes out",
-             sessions_.used(), sessions_.capacity(), buffers_.in_use(), buffers_.capacity(), pipes_.in_use(),
+             sessions_.used(), sessions_.capacity(), buffers_.in_use(), buffers_.capacity(),
+             large_buffers_.in_use(), large_buffers_.capacity(), pipes_.in_use(),
              pipes_.created(), idle_upstreams_.parked(),
              static_cast<unsigned long long>(c.accepted), static_cast<unsigned long long>(c.refused),
              static_cast<unsigned long long>(c.requests), static_cast<unsigned long long>(c.tunnels),

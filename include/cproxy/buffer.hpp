@@ -1,4 +1,5 @@
-// Fixed-size I/O buffers from a per-worker pool.
+// Fixed-size I/O buffers from per-worker pools: the common 16 KiB ones, and a
+// few large ones for request heads beyond that (max_header_size).
 //
 // The pool reserves address space for every buffer it may ever hand out in one
 // mapping at start-up; the kernel backs a page only once a buffer is first used,
@@ -17,6 +18,8 @@ namespace cproxy {
 
 inline constexpr std::uint32_t buffer_size = 16384;
 
+class BufferPool;
+
 class Buffer {
 public:
     // Bytes waiting to be consumed.
@@ -28,7 +31,8 @@ public:
 
     // Free space after the data.
     char* space() noexcept { return storage_ + end_; }
-    std::uint32_t space_size() const noexcept { return buffer_size - end_; }
+    std::uint32_t space_size() const noexcept { return capacity_ - end_; }
+    std::uint32_t capacity() const noexcept { return capacity_; }
 
     void commit(std::uint32_t n) noexcept { end_ += n; }
     void consume(std::uint32_t n) noexcept {
@@ -49,6 +53,8 @@ public:
 private:
     friend class BufferPool;
     char* storage_ = nullptr;
+    BufferPool* owner_ = nullptr;
+    std::uint32_t capacity_ = 0;
     std::uint32_t begin_ = 0;
     std::uint32_t end_ = 0;
     Buffer* next_free_ = nullptr;
@@ -56,7 +62,7 @@ private:
 
 class BufferPool {
 public:
-    explicit BufferPool(std::uint32_t count);
+    BufferPool(std::uint32_t count, std::uint32_t buffer_bytes = buffer_size);
     ~BufferPool();
     BufferPool(const BufferPool&) = delete;
     BufferPool& operator=(const BufferPool&) = delete;
@@ -70,10 +76,12 @@ public:
         ++in_use_;
         return buffer;
     }
+    // Returns `buffer` to the pool it came from, whichever pool is asked.
     void release(Buffer* buffer) noexcept {
-        buffer->next_free_ = free_head_;
-        free_head_ = buffer;
-        --in_use_;
+        BufferPool& owner = *buffer->owner_;
+        buffer->next_free_ = owner.free_head_;
+        owner.free_head_ = buffer;
+        --owner.in_use_;
     }
     std::uint32_t in_use() const noexcept { return in_use_; }
     std::uint32_t capacity() const noexcept { return count_; }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cproxy/address.hpp"
+#include "cproxy/http_parser.hpp"
 #include "cproxy/log.hpp"
 #include "cproxy/policy.hpp"
 
@@ -43,6 +44,8 @@ struct Config {
     std::uint32_t timeout_response_ms = 60'000;
     std::uint32_t timeout_tunnel_idle_ms = 300'000;
     std::uint32_t shutdown_timeout_ms = 10'000;
+    std::uint32_t max_header_size = 64 * 1024;  // bytes of a request head
+    std::uint16_t max_headers = http::default_max_headers;  // field lines of a request head
     std::string access_log;  // "" (off), "stderr" or a path
     std::string error_log = "stderr";  // "stderr", "syslog" or a path
     LogLevel log_level = LogLevel::Info;
@@ -99,6 +102,8 @@ std::vector<Setting> parse_config_text(std::string_view text, const std::string&
 
 // "500ms", "10s", "5m", "2h" or bare seconds; nullopt if malformed or zero.
 std::optional<std::uint32_t> parse_duration_ms(std::string_view text) noexcept;
+// "65536", "64k" or "1m" (binary units); nullopt if malformed or zero.
+std::optional<std::uint64_t> parse_size(std::string_view text) noexcept;
 // "443,8443" or "any"; nullopt if malformed.
 std::optional<std::bitset<65536>> parse_port_list(std::string_view text) noexcept;
 

@@ -24,7 +24,9 @@
 
 namespace cproxy::http {
 
-inline constexpr std::size_t max_header_fields = 100;
+// Room for header fields in a parsed head: the most `max_headers` may allow.
+inline constexpr std::size_t header_capacity = 256;
+inline constexpr std::uint16_t default_max_headers = 100;
 inline constexpr std::size_t max_request_line = 8192;
 
 struct Header {
@@ -38,7 +40,7 @@ struct RequestHead {
     std::string_view method;
     std::string_view target;
     int version_minor = 1;  // 0 for HTTP/1.0; 1 for HTTP/1.1 and any later 1.x
-    std::array<Header, max_header_fields> headers;
+    std::array<Header, header_capacity> headers;
     std::size_t header_count = 0;
     std::size_t length = 0;  // bytes of the head, final CRLF included
 };
@@ -47,17 +49,21 @@ struct ResponseHead {
     int status = 0;
     std::string_view reason;
     int version_minor = 1;
-    std::array<Header, max_header_fields> headers;
+    std::array<Header, header_capacity> headers;
     std::size_t header_count = 0;
     std::size_t length = 0;
 };
 
 class RequestParser {
 public:
-    // max_head_bytes bounds the whole head (431 beyond it); the request line alone
-    // is bounded by max_request_line (414 beyond it).
-    explicit RequestParser(std::uint32_t max_head_bytes = 16384) noexcept;
+    // max_head_bytes bounds the whole head and max_fields its field lines (431
+    // beyond either, max_fields at most header_capacity); the request line
+    // alone is bounded by max_request_line (414 beyond it).
+    explicit RequestParser(std::uint32_t max_head_bytes = 16384,
+                           std::uint16_t max_fields = default_max_headers) noexcept;
     void reset() noexcept;
+    // New limits for the next head; call between heads, with reset().
+    void set_limits(std::uint32_t max_head_bytes, std::uint16_t max_fields) noexcept;
     // `input` holds the head from its first byte; each call passes the same
     // start with at least as many bytes as the previous call.
     ParseStatus parse(std::string_view input, RequestHead& out) noexcept;
@@ -68,13 +74,15 @@ private:
     std::uint32_t max_head_bytes_;
     std::uint32_t scanned_ = 0;
     std::uint16_t field_count_ = 0;
+    std::uint16_t max_fields_;
     std::uint8_t state_ = 0;
     std::uint8_t error_ = 0;
 };
 
 class ResponseParser {
 public:
-    explicit ResponseParser(std::uint32_t max_head_bytes = 16384) noexcept;
+    explicit ResponseParser(std::uint32_t max_head_bytes = 16384,
+                            std::uint16_t max_fields = default_max_headers) noexcept;
     void reset() noexcept;
     ParseStatus parse(std::string_view input, ResponseHead& out) noexcept;
     const char* error_reason() const noexcept;
@@ -83,6 +91,7 @@ private:
     std::uint32_t max_head_bytes_;
     std::uint32_t scanned_ = 0;
     std::uint16_t field_count_ = 0;
+    std::uint16_t max_fields_;
     std::uint8_t state_ = 0;
     std::uint8_t error_ = 0;
 };

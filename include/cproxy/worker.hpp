@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string_view>
 #include <vector>
 
@@ -40,6 +41,8 @@ struct WorkerLimits {
     std::uint32_t max_connections;
     std::uint32_t max_pipes;
     std::uint32_t max_idle_upstreams;
+    std::uint32_t large_buffers;      // for request heads up to max_header_size
+    std::uint32_t large_buffer_bytes;
 };
 
 class Worker {
@@ -89,6 +92,8 @@ private:
     // session.cpp: the per-session state machine
     void drive(std::uint32_t index) noexcept;
     Step read_head(std::uint32_t index) noexcept;
+    bool move_to_large_buffer(Session& s) noexcept;
+    std::uint32_t request_head_room(const Session& s) const noexcept;
     Step on_request_head(std::uint32_t index, const http::RequestHead& head) noexcept;
     Step route(std::uint32_t index, std::string_view host, std::uint16_t port) noexcept;
     Step start_upstream(std::uint32_t index) noexcept;
@@ -129,6 +134,7 @@ private:
     Reactor reactor_;
     Slab<Session> sessions_;
     BufferPool buffers_;
+    BufferPool large_buffers_;  // request heads beyond a regular buffer
     PipePool pipes_;
     UpstreamPool idle_upstreams_;
     TimerWheel timers_;
@@ -145,7 +151,10 @@ private:
     std::uint64_t shutdown_deadline_ms_ = 0;
     http::RequestHead request_head_;
     http::ResponseHead response_head_;
-    char scratch_[buffer_size];
+    // Room for a rewritten head of the largest size allowed, and other
+    // short-lived bytes (decoded credentials, discarded input).
+    std::uint32_t scratch_size_;
+    std::unique_ptr<char[]> scratch_;
 };
 
 }  // namespace cproxy

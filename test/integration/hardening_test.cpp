@@ -18,7 +18,7 @@ using namespace itest;
 namespace {
 
 struct Resources {
-    unsigned sessions = 0, buffers = 0, pipes_in_use = 0, pipes_made = 0, idle_upstreams = 0;
+    unsigned sessions = 0, buffers = 0, large_buffers = 0, pipes_in_use = 0, pipes_made = 0, idle_upstreams = 0;
     int fds = 0;
 };
 
@@ -45,14 +45,14 @@ Resources resources(Proxy& p)
         return false;
     }));
     Resources r;
-    unsigned session_slots = 0, buffer_slots = 0;
+    unsigned session_slots = 0, buffer_slots = 0, large_slots = 0;
     int fields = std::sscanf(line.c_str(),
-                             "info: resources: %u/%u sessions, %u/%u buffers, %u pipes in use of %u made, "
-                             "%u idle upstream",
-                             &r.sessions, &session_slots, &r.buffers, &buffer_slots, &r.pipes_in_use,
-                             &r.pipes_made, &r.idle_upstreams);
+                             "info: resources: %u/%u sessions, %u/%u buffers, %u/%u large buffers, "
+                             "%u pipes in use of %u made, %u idle upstream",
+                             &r.sessions, &session_slots, &r.buffers, &buffer_slots, &r.large_buffers,
+                             &large_slots, &r.pipes_in_use, &r.pipes_made, &r.idle_upstreams);
     INFO(line);
-    REQUIRE(fields == 7);
+    REQUIRE(fields == 9);
     r.fds = p.open_fds();
     return r;
 }
@@ -63,6 +63,7 @@ void check_nothing_leaked(const Resources& before, const Resources& after)
 {
     CHECK(after.sessions == 0);
     CHECK(after.buffers == 0);
+    CHECK(after.large_buffers == 0);
     CHECK(after.pipes_in_use == 0);
     int pooled = 2 * static_cast<int>(after.pipes_made - before.pipes_made) +
                  static_cast<int>(after.idle_upstreams) - static_cast<int>(before.idle_upstreams);
@@ -104,6 +105,22 @@ TEST_CASE("hardening: a mix of good, bad and aborted sessions leaves nothing beh
             Conn c = p.connect();
             for (int i = 0; i < 3; ++i)
                 REQUIRE(c.roundtrip(get(web))->status == 200);
+        }
+        // Heads that need a large buffer: served, refused, abandoned.
+        {
+            Conn c = p.connect();
+            std::string big_field = "X-Big: " + std::string(30 * 1024, 'b') + "\r\n";
+            auto served = c.roundtrip("GET " + web.url() + " HTTP/1.1\r\nHost: x\r\n" + big_field + "\r\n");
+            REQUIRE(served);
+            CHECK(served->status == 200);
+            std::string huge_field = "X-Big: " + std::string(70 * 1024, 'b') + "\r\n";
+            auto refused = c.roundtrip("GET " + web.url() + " HTTP/1.1\r\nHost: x\r\n" + huge_field + "\r\n");
+            REQUIRE(refused);
+            CHECK(refused->status == 431);
+        }
+        {
+            Conn c = p.connect();
+            c.send_all("GET " + web.url() + " HTTP/1.1\r\nX-Big: " + std::string(40 * 1024, 'c'));
         }
         // Malformed heads.
         for (const char* bad : {"GET http://x/ HTTP/1.1\r\nHost : x\r\n\r\n", "G@T / HTTP/1.1\r\n\r\n",

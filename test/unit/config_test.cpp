@@ -87,6 +87,19 @@ TEST_CASE("config: durations") {
     CHECK_FALSE(parse_duration_ms("99999999999"));
 }
 
+TEST_CASE("config: sizes") {
+    CHECK(parse_size("65536") == 65536u);
+    CHECK(parse_size("64k") == 65536u);
+    CHECK(parse_size("64K") == 65536u);
+    CHECK(parse_size("1m") == 1048576u);
+    CHECK_FALSE(parse_size(""));
+    CHECK_FALSE(parse_size("0"));
+    CHECK_FALSE(parse_size("k"));
+    CHECK_FALSE(parse_size("64kb"));
+    CHECK_FALSE(parse_size("-1"));
+    CHECK_FALSE(parse_size("99999999999999"));
+}
+
 TEST_CASE("config: port lists") {
     auto ports = parse_port_list("443,8443");
     REQUIRE(ports);
@@ -116,6 +129,8 @@ TEST_CASE("config: defaults without a file") {
     CHECK(c.timeout_response_ms == 60'000);
     CHECK(c.timeout_tunnel_idle_ms == 300'000);
     CHECK(c.shutdown_timeout_ms == 10'000);
+    CHECK(c.max_header_size == 65536);
+    CHECK(c.max_headers == 100);
     CHECK(c.access_log.empty());
     CHECK(c.error_log == "stderr");
     CHECK(c.log_level == LogLevel::Info);
@@ -176,6 +191,11 @@ TEST_CASE("config: option errors name the option and the problem") {
     CHECK(value_error({"--allow", "10.0.0.0/33"}).rfind("--allow: '10.0.0.0/33'", 0) == 0);
     CHECK(value_error({"--deny", "10.0.0.0/8,"}).rfind("--deny:", 0) == 0);
     CHECK(value_error({"--error-log", "off"}).rfind("--error-log:", 0) == 0);
+    CHECK(value_error({"--max-header-size", "512"}) ==
+          "--max-header-size: '512' is not a size between 1k and 1m (bytes, or with k or m)");
+    CHECK(value_error({"--max-header-size", "2m"}).rfind("--max-header-size:", 0) == 0);
+    CHECK(value_error({"--max-headers", "257"}) == "--max-headers: '257' is not a number between 1 and 256");
+    CHECK(value_error({"--max-headers", "0"}).rfind("--max-headers:", 0) == 0);
     CHECK(value_error({"--user", "no-such-user-here"}) == "--user: no such user 'no-such-user-here'");
     CHECK(value_error({"--group", "no-such-group-here"}) == "--group: no such group 'no-such-group-here'");
 }
@@ -202,6 +222,8 @@ TEST_CASE("config: a file sets every directive") {
                             "timeout_response 1h\n"
                             "timeout_tunnel_idle 10s\n"
                             "shutdown_timeout 1s\n"
+                            "max_header_size 32k\n"
+                            "max_headers 200\n"
                             "\taccess_log \"" + dir.path() + "/access log\"\n"
                             "error_log syslog\n"
                             "log_level warning\n"
@@ -225,6 +247,8 @@ TEST_CASE("config: a file sets every directive") {
     CHECK(c.timeout_response_ms == 3'600'000);
     CHECK(c.timeout_tunnel_idle_ms == 10'000);
     CHECK(c.shutdown_timeout_ms == 1000);
+    CHECK(c.max_header_size == 32 * 1024);
+    CHECK(c.max_headers == 200);
     CHECK(c.access_log == dir.path() + "/access log");
     CHECK(c.error_log == "syslog");
     CHECK(c.log_level == LogLevel::Warning);

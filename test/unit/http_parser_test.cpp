@@ -497,6 +497,24 @@ TEST_CASE("parser: 100 header fields are accepted and each view is right") {
     }
 }
 
+TEST_CASE("parser: the field limit is the caller's, up to header_capacity") {
+    auto head = std::make_unique<RequestHead>();
+    const std::string ten = "GET / HTTP/1.1\r\n" + numbered_fields(10) + "\r\n";
+    RequestParser strict(16384, 9);
+    REQUIRE(strict.parse(ten, *head) == ParseStatus::Error);
+    CHECK(strict.error_status() == 431);
+    strict.reset();
+    strict.set_limits(16384, 10);
+    CHECK(strict.parse(ten, *head) == ParseStatus::Done);
+    const std::string full = "GET / HTTP/1.1\r\n" + numbered_fields(header_capacity) + "\r\n";
+    RequestParser roomy(65536, static_cast<std::uint16_t>(header_capacity));
+    REQUIRE(roomy.parse(full, *head) == ParseStatus::Done);
+    CHECK(head->header_count == header_capacity);
+    roomy.reset();
+    CHECK(roomy.parse("GET / HTTP/1.1\r\n" + numbered_fields(header_capacity + 1) + "\r\n", *head) ==
+          ParseStatus::Error);
+}
+
 TEST_CASE("parser: a finished request parser keeps its answer") {
     RequestParser parser;
     auto head = std::make_unique<RequestHead>();
