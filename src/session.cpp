@@ -280,6 +280,28 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     s.request_body = framing->kind;
     s.request_remaining = framing->length;
 
+    // RFC 9112 §3.2: one Host field, and HTTP/1.1 requests in origin-form must
+    // have it (absolute-form carries the authority in the target).
+    std::size_t host_fields = 0;
+    for (std::size_t i = 0; i < head.header_count; ++i)
+        host_fields += http::iequals(head.headers[i].name, "host");
+    bool origin_form = !head.target.empty() && head.target.front() == '/';
+    if (host_fields > 1 || (host_fields == 0 && origin_form && !s.client_http10)) {
+        s.close_after_response = true;
+        return fail(index, 400,
+                    host_fields > 1 ? "more than one Host field" : "an HTTP/1.1 request needs a Host field",
+                    EndReason::BadRequest);
+    }
+    // A chunked body whose first bytes came with the head and are already
+    // malformed is refused before any upstream connection is made.
+    if (s.request_body == http::BodyKind::Chunked) {
+        http::ChunkedDecoder probe = s.request_chunked;
+        if (probe.feed(s.request->view().substr(s.head_length)).status == http::ParseStatus::Error) {
+            s.close_after_response = true;
+            return fail(index, 400, "malformed chunked request body", EndReason::BadRequest);
+        }
+    }
+
     if (authenticator_.required()) {
         const http::Header* credentials = find_header(head, "proxy-authorization");
         auto user = credentials ? authenticator_.check(credentials->value, scratch_.get(), scratch_size_)
@@ -638,7 +660,12 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
             }
         }
     }
-    if (!classify_request_body(s)) return close_session(index, EndReason::BadRequest);
+    if (!classify_request_body(s)) {
+        // Part of the body may be upstream already: that connection is spoiled.
+        close_upstream(s);
+        s.close_after_response = true;
+        return fail(index, 400, "malformed chunked request body", EndReason::BadRequest);
+    }
 
     if (s.request_unsent > 0 && s.upstream_can_write) {
         ssize_t n = ::send(s.upstream.get(), s.request->data(), s.request_unsent, MSG_NOSIGNAL);
