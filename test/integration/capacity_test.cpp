@@ -3,6 +3,10 @@
 #include "harness.hpp"
 
 #include <poll.h>
+#include <sys/resource.h>
+
+#include <optional>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -107,4 +111,42 @@ TEST_CASE("integration: --max-connections counts CONNECT tunnels too", "[integra
     REQUIRE(e);
     CHECK(*e == "still-here");
     CHECK(web.connections() == 0);
+}
+
+TEST_CASE("integration: out of descriptors, a new client gets 503 and the others keep working",
+          "[integration][capacity]")
+{
+    // The proxy starts with the usual limit; lowering it afterwards (prlimit)
+    // leaves room for a few dozen clients before accept() fails with EMFILE.
+    Proxy p(proxy_args());
+    rlimit low{};
+    low.rlim_cur = low.rlim_max = static_cast<rlim_t>(p.open_fds() + 40);
+    REQUIRE(::prlimit(p.pid(), RLIMIT_NOFILE, &low, nullptr) == 0);
+    Origin o(static_origin("ok"));
+
+    std::vector<Conn> clients;
+    std::optional<HttpResponse> refusal;
+    for (int i = 0; i < 200 && !refusal; ++i) {
+        Conn c = p.connect();
+        pollfd pfd{c.fd(), POLLIN, 0};
+        if (::poll(&pfd, 1, 100) > 0)
+            refusal = c.read_response(kWait, true);
+        else
+            clients.push_back(std::move(c));
+    }
+    INFO(clients.size() << " clients held");
+    REQUIRE(refusal);
+    CHECK(refusal->status == 503);
+    CHECK(refusal->header("Retry-After") == "1");
+    CHECK(clients.size() > 20);
+    CHECK(p.wait_err([](const std::string& err) {
+        return err.find("refusing new clients with 503: out of file descriptors") != std::string::npos;
+    }));
+    // Freeing a few descriptors lets the clients already in make requests.
+    for (int i = 0; i < 4; ++i)
+        clients.pop_back();
+    auto r = clients.front().roundtrip(get(o.url()));
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "ok");
 }
