@@ -114,25 +114,6 @@ void expect_no_bytes_forwarded(const Origin& o)
     CHECK(o.received().empty());
 }
 
-// The head of a request (no body), parsed like Conn::read_request does.
-std::optional<HttpRequest> parse_request_head(const std::string& head)
-{
-    HttpRequest r;
-    r.raw_head = head;
-    std::string_view h = head;
-    std::size_t eol = h.find("\r\n");
-    std::string_view line = h.substr(0, eol);
-    std::size_t s1 = line.find(' ');
-    std::size_t s2 = line.rfind(' ');
-    if (s1 == std::string_view::npos || s2 == s1)
-        return std::nullopt;
-    r.method = line.substr(0, s1);
-    r.target = line.substr(s1 + 1, s2 - s1 - 1);
-    r.version = line.substr(s2 + 1);
-    if (!parse_fields(h.substr(eol + 2), r.headers))
-        return std::nullopt;
-    return r;
-}
 
 // Origin that reads one request, records it, sends `raw` and then waits for
 // the proxy to drop the connection, noting "upstream closed" when it does.

@@ -435,15 +435,11 @@ bool Conn::read_chunked(std::string& decoded, std::string& raw, Clock::time_poin
     return false;
 }
 
-std::optional<HttpRequest> Conn::read_request(Ms timeout)
+std::optional<HttpRequest> parse_request_head(const std::string& head)
 {
-    auto deadline = Clock::now() + timeout;
-    auto head = read_until("\r\n\r\n", timeout);
-    if (!head)
-        return std::nullopt;
     HttpRequest r;
-    r.raw_head = *head;
-    std::string_view h = *head;
+    r.raw_head = head;
+    std::string_view h = head;
     std::size_t eol = h.find("\r\n");
     std::string_view line = h.substr(0, eol);
     std::size_t s1 = line.find(' ');
@@ -455,6 +451,19 @@ std::optional<HttpRequest> Conn::read_request(Ms timeout)
     r.version = line.substr(s2 + 1);
     if (!parse_fields(h.substr(eol + 2), r.headers))
         return std::nullopt;
+    return r;
+}
+
+std::optional<HttpRequest> Conn::read_request(Ms timeout)
+{
+    auto deadline = Clock::now() + timeout;
+    auto head = read_until("\r\n\r\n", timeout);
+    if (!head)
+        return std::nullopt;
+    auto parsed = parse_request_head(*head);
+    if (!parsed)
+        return std::nullopt;
+    HttpRequest& r = *parsed;
     auto te = r.header("Transfer-Encoding");
     auto cl = r.header("Content-Length");
     if (te && icontains(*te, "chunked")) {

@@ -121,6 +121,9 @@ struct HttpResponse {
 // line without a colon. Leading/trailing blanks of values are trimmed.
 bool parse_fields(std::string_view head_after_first_line, Headers& out);
 
+// A request head (request line and fields, ending in CRLF CRLF; no body).
+std::optional<HttpRequest> parse_request_head(const std::string& head);
+
 // "HTTP/1.1 <status> <reason>\r\nContent-Length: N\r\n<extra>\r\n<body>".
 // `extra` is zero or more complete "Name: value\r\n" lines.
 std::string http_response(int status, std::string_view body, std::string_view extra = {});
