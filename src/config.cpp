@@ -235,9 +235,10 @@ std::string apply_via(Config& config, std::string_view value) {
     return {};
 }
 
-std::string apply_splice(Config& config, std::string_view value) {
+template <bool Config::*Field>
+std::string apply_switch(Config& config, std::string_view value) {
     if (value != "on" && value != "off") return quoted(value) + " is not on or off";
-    config.splice = value == "on";
+    config.*Field = value == "on";
     return {};
 }
 
@@ -277,7 +278,8 @@ const Directive directives[] = {
     {"user", "NAME", "switch to this user after binding, when started as root", apply_name<&Config::user>},
     {"group", "NAME", "switch to this group (default: the user's)", apply_name<&Config::group>},
     {"via", "on|off|NAME", "the Via field's name, or none (default on: cproxy)", apply_via},
-    {"splice", "on|off", "relay tunnels with splice(2) (default on)", apply_splice},
+    {"splice", "on|off", "relay tunnels with splice(2) (default on)", apply_switch<&Config::splice>},
+    {"trace", "on|off", "forward TRACE requests instead of 405 (default off)", apply_switch<&Config::trace>},
 };
 
 const Directive* find_directive(std::string_view name) {

@@ -59,6 +59,14 @@ const http::Header* find_header(const http::RequestHead& head, std::string_view 
     return nullptr;
 }
 
+constexpr const char* allow_field = "Allow: GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, PATCH, TRACE\r\n";
+
+// Fields a TRACE echo leaves out (RFC 9110 §9.3.8): credentials and cookies.
+bool sensitive_field(std::string_view name) noexcept {
+    return http::iequals(name, "authorization") || http::iequals(name, "proxy-authorization") ||
+           http::iequals(name, "cookie");
+}
+
 const char* reason_phrase(int status) noexcept {
     switch (status) {
     case 200: return "OK";
@@ -310,9 +318,10 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
         copy_field(s.user, sizeof s.user, *user);
     }
 
-    // TRACE echoes the request, credentials and cookies included, to whoever
-    // can make a browser send one (cross-site tracing): refused, as by squid.
-    if (head.method == "TRACE") return fail(index, 405, "TRACE is not allowed", EndReason::Refused);
+    // TRACE echoes the request to whoever can make a browser send one
+    // (cross-site tracing): refused unless `trace on`.
+    bool trace = head.method == "TRACE";
+    if (trace && !config_->trace) return fail(index, 405, "TRACE is not allowed (trace off)", EndReason::Refused);
 
     Step step;
     if (s.connect_method) {
@@ -336,15 +345,12 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     forward::RequestRewrite rewrite;
     rewrite.via_name = config_->via;
     rewrite.http10 = s.client_http10;
-    if (head.method == "OPTIONS") {
+    if (trace || head.method == "OPTIONS") {
         // RFC 9110 §7.6.2: the hop that finds Max-Forwards at 0 answers itself.
         if (const http::Header* field = find_header(head, "max-forwards")) {
             auto hops = http::parse_content_length(field->value);
             if (!hops) return fail(index, 400, "invalid Max-Forwards", EndReason::BadRequest);
-            if (*hops == 0) {
-                s.end = EndReason::Done;
-                return answer_locally(index, 200, {}, "Allow: GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, PATCH\r\n");
-            }
+            if (*hops == 0) return trace ? echo_trace(index, head) : answer_locally(index, 200, allow_field, {}, {});
             rewrite.max_forwards = *hops - 1;
         }
     }
@@ -542,6 +548,32 @@ Worker::Step Worker::switch_protocols(std::uint32_t index) noexcept {
     s.phase = Phase::Tunnel;
     s.phase_started_ms = now_ms_;
     return Step::Progress;
+}
+
+// The final recipient of a TRACE sends the request back as message/http.
+Worker::Step Worker::echo_trace(std::uint32_t index, const http::RequestHead& head) noexcept {
+    char* out = scratch_.get();
+    std::size_t length = 0;
+    auto append = [&](std::string_view text) {
+        if (length + text.size() <= scratch_size_) std::memcpy(out + length, text.data(), text.size());
+        length += text.size();
+    };
+    append(head.method);
+    append(" ");
+    append(head.target);
+    append(head.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+    for (std::size_t i = 0; i < head.header_count; ++i) {
+        if (sensitive_field(head.headers[i].name)) continue;
+        append(head.headers[i].name);
+        append(": ");
+        append(head.headers[i].value);
+        append("\r\n");
+    }
+    append("\r\n");
+    if (length > std::min(scratch_size_, buffer_size - head_headroom))
+        return fail(index, 431, "the TRACE request is too large to echo", EndReason::BadRequest);
+    sessions_[index].end = EndReason::Done;
+    return answer_locally(index, 200, "", "message/http", {out, length});
 }
 
 bool Worker::classify_request_body(Session& s) noexcept {
@@ -904,13 +936,18 @@ Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view deta
     }
     const char* extra_fields = status == 407   ? "Proxy-Authenticate: Basic realm=\"cproxy\"\r\n"
                                : status == 503 ? "Retry-After: 1\r\n"
-                               : status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, PATCH\r\n"
+                               : status == 405 ? allow_field
                                                : "";
-    return answer_locally(index, status, detail, extra_fields);
+    // The body names cproxy and the reason.
+    char body[1100];
+    int length = std::snprintf(body, sizeof body, "cproxy: %.*s\n",
+                               static_cast<int>(std::min<std::size_t>(detail.size(), 1024)), detail.data());
+    return answer_locally(index, status, extra_fields, "text/plain",
+                          {body, static_cast<std::size_t>(std::max(length, 0))});
 }
 
-Worker::Step Worker::answer_locally(std::uint32_t index, int status, std::string_view detail,
-                                    const char* extra_fields) noexcept {
+Worker::Step Worker::answer_locally(std::uint32_t index, int status, const char* extra_fields,
+                                    std::string_view content_type, std::string_view body) noexcept {
     Session& s = sessions_[index];
     s.status = static_cast<std::uint16_t>(status);
     if (s.response_started) return close_session(index, s.end);
@@ -920,26 +957,23 @@ Worker::Step Worker::answer_locally(std::uint32_t index, int status, std::string
     s.request_unsent = 0;
     if (!s.response && !(s.response = buffers_.acquire())) return close_session(index, EndReason::NoResources);
     s.response->clear();
-    // The body names cproxy and the reason; an empty detail gives no body.
-    int detail_length = static_cast<int>(std::min<std::size_t>(detail.size(), 1024));
-    int body_length = detail.empty() ? 0 : detail_length + 9;
-    int length = std::snprintf(
-        s.response->space(), s.response->space_size(),
-        "HTTP/1.1 %d %s\r\n"
-        "%s"
-        "Content-Length: %d\r\n"
-        "%s%s"
-        "\r\n"
-        "%s%.*s%s",
-        status, reason_phrase(status), body_length == 0 ? "" : "Content-Type: text/plain\r\n", body_length,
-        extra_fields, s.keep_client ? "" : "Connection: close\r\n", body_length == 0 ? "" : "cproxy: ",
-        detail_length, detail.data(), body_length == 0 ? "" : "\n");
-    if (length <= 0) return close_session(index, s.end);
-    s.response->commit(static_cast<std::uint32_t>(std::min<int>(length, static_cast<int>(s.response->capacity()))));
-    if (s.head_method) {
-        // A response to HEAD has no body, whatever its Content-Length says.
-        std::string_view text = s.response->view();
-        s.response->resize(static_cast<std::uint32_t>(text.find("\r\n\r\n") + 4));
+    int length = std::snprintf(s.response->space(), s.response->space_size(),
+                               "HTTP/1.1 %d %s\r\n"
+                               "%s%.*s%s"
+                               "Content-Length: %zu\r\n"
+                               "%s%s"
+                               "\r\n",
+                               status, reason_phrase(status), body.empty() ? "" : "Content-Type: ",
+                               static_cast<int>(body.empty() ? 0 : content_type.size()), content_type.data(),
+                               body.empty() ? "" : "\r\n", body.size(), extra_fields,
+                               s.keep_client ? "" : "Connection: close\r\n");
+    if (length <= 0 || static_cast<std::size_t>(length) + body.size() > s.response->space_size())
+        return close_session(index, s.end);
+    s.response->commit(static_cast<std::uint32_t>(length));
+    // A response to HEAD has no body, whatever its Content-Length says.
+    if (!s.head_method && !body.empty()) {
+        std::memcpy(s.response->space(), body.data(), body.size());
+        s.response->commit(static_cast<std::uint32_t>(body.size()));
     }
     s.response_unsent = s.response->size();
     s.phase = Phase::Responding;

@@ -54,6 +54,7 @@ struct Config {
     std::string group;
     std::string via = "cproxy";  // "" (no Via field)
     bool splice = true;
+    bool trace = false;  // forward TRACE and answer it at Max-Forwards: 0
 
     Config() { connect_ports.set(443); }
 };

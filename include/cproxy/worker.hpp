@@ -108,8 +108,10 @@ private:
     Step linger(std::uint32_t index) noexcept;
     Step check_idle_upstream(std::uint32_t index) noexcept;
     Step fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
-    Step answer_locally(std::uint32_t index, int status, std::string_view detail,
-                        const char* extra_fields) noexcept;
+    // A response made by cproxy itself; `extra_fields` are whole CRLF-ended lines.
+    Step answer_locally(std::uint32_t index, int status, const char* extra_fields,
+                        std::string_view content_type, std::string_view body) noexcept;
+    Step echo_trace(std::uint32_t index, const http::RequestHead& head) noexcept;
     void fail_and_drive(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
     Step relay_response_body(std::uint32_t index, bool progress) noexcept;
     bool prepare_replay(Session& s) noexcept;

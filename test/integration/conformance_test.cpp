@@ -824,9 +824,36 @@ TEST_CASE("conformance: TRACE is refused with 405 and not forwarded (RFC 9110 §
         REQUIRE(r);
         INFO("client got:\n" << r->raw_head << r->body);
         CHECK(r->status == 405);
+        CHECK(r->header("Allow").value_or("").find("GET") != std::string::npos);  // RFC 9110 §15.5.6
         CHECK(r->body.find("secret=1") == std::string::npos);
     }
     expect_nothing_forwarded(o);
+}
+
+TEST_CASE("conformance: with trace on, TRACE honours Max-Forwards and the last hop echoes it as message/http "
+          "without credentials (RFC 9110 §9.3.8, §7.6.2)",
+          "[integration][conformance]")
+{
+    Origin o(static_origin("forwarded"));
+    Proxy p(proxy_args({"--trace", "on"}));
+    Conn c = p.connect();
+    auto echoed = c.roundtrip("TRACE " + o.url("/t") + " HTTP/1.1\r\nHost: x\r\nMax-Forwards: 0\r\n"
+                              "Cookie: secret=1\r\nProxy-Authorization: Basic c2VjcmV0\r\nX-Probe: 7\r\n\r\n");
+    REQUIRE(echoed);
+    CHECK(echoed->status == 200);
+    CHECK(echoed->header("Content-Type") == "message/http");
+    CHECK(echoed->body.rfind("TRACE " + o.url("/t") + " HTTP/1.1\r\n", 0) == 0);
+    CHECK(echoed->body.find("X-Probe: 7\r\n") != std::string::npos);
+    CHECK(echoed->body.find("secret") == std::string::npos);
+    CHECK(echoed->body.find("c2VjcmV0") == std::string::npos);
+    expect_nothing_forwarded(o);
+
+    auto forwarded = c.roundtrip("TRACE " + o.url("/t") + " HTTP/1.1\r\nHost: x\r\nMax-Forwards: 2\r\n\r\n");
+    REQUIRE(forwarded);
+    CHECK(forwarded->status == 200);
+    REQUIRE(o.wait_requests(1));
+    CHECK(o.requests().at(0).method == "TRACE");
+    CHECK(o.requests().at(0).header("Max-Forwards") == "1");
 }
 
 TEST_CASE("conformance: a refused upstream connection gives 502 (RFC 9110 §15.6.3)", "[integration][conformance]")
