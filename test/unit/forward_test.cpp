@@ -129,3 +129,35 @@ TEST_CASE("forward: keep-alive rules for HTTP/1.0 and 1.1") {
     CHECK_FALSE(forward::upstream_allows_reuse(parse_response("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")));
     CHECK_FALSE(forward::upstream_allows_reuse(parse_response("HTTP/1.0 200 OK\r\n\r\n")));
 }
+
+TEST_CASE("forward: an asked-for Upgrade is forwarded with Connection: Upgrade, and passed back on a 101") {
+    const std::string text = "GET http://o/ws HTTP/1.1\r\nHost: o\r\nConnection: keep-alive, Upgrade\r\n"
+                             "Upgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n";
+    auto head = parse_request(text);
+    CHECK(forward::requested_upgrade(head) == "websocket");
+    forward::RequestRewrite rewrite{"/ws", "o", "cproxy"};
+    rewrite.upgrade = forward::requested_upgrade(head);
+    std::string out = rewrite_request(text, rewrite);
+    CHECK(out == "GET /ws HTTP/1.1\r\nHost: o\r\nSec-WebSocket-Key: k\r\nConnection: Upgrade\r\n"
+                 "Upgrade: websocket\r\nVia: 1.1 cproxy\r\n\r\n");
+    // An Upgrade field not named in Connection is not a request to switch.
+    CHECK(forward::requested_upgrade(parse_request("GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n")).empty());
+
+    const std::string switching = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                  "Sec-WebSocket-Accept: a\r\n\r\n";
+    auto response = parse_response(switching);
+    CHECK(forward::response_names_upgrade(response));
+    char buffer[1024];
+    std::size_t n = forward::write_response_head(response, forward::ClientConnection::Upgrade, "cproxy", buffer,
+                                                 sizeof buffer);
+    CHECK(std::string(buffer, n) == "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                    "Sec-WebSocket-Accept: a\r\nConnection: Upgrade\r\nVia: 1.1 cproxy\r\n\r\n");
+    CHECK_FALSE(forward::response_names_upgrade(parse_response("HTTP/1.1 101 Switching\r\n\r\n")));
+}
+
+TEST_CASE("forward: Max-Forwards is replaced by the decremented value; Via off adds no field") {
+    forward::RequestRewrite rewrite{"/", "o", ""};
+    rewrite.max_forwards = 4;
+    std::string out = rewrite_request("OPTIONS http://o/ HTTP/1.1\r\nMax-Forwards: 5\r\nX: y\r\n\r\n", rewrite);
+    CHECK(out == "OPTIONS / HTTP/1.1\r\nHost: o\r\nX: y\r\nMax-Forwards: 4\r\n\r\n");
+}
