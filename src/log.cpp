@@ -217,6 +217,12 @@ void AccessLog::flush_if_due(std::uint64_t now_ms) noexcept {
     }
 }
 
+int AccessLog::ms_until_due(std::uint64_t now_ms) const noexcept {
+    if (length_ == 0) return -1;
+    std::uint64_t due = last_flush_ms_ + 1000;
+    return due > now_ms ? static_cast<int>(due - now_ms) : 0;
+}
+
 void AccessLog::flush() noexcept {
     std::size_t done = 0;
     while (done < length_) {

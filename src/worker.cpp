@@ -92,6 +92,8 @@ int Worker::run() {
         if (stopping_ && (sessions_.used() == 0 || now_ms_ >= shutdown_deadline_ms_)) return 0;
         int timeout = retry_.empty() ? timers_.next_timeout_ms(now_ms_, 1000) : 0;
         access_log_.flush_if_due(now_ms_);
+        int log_due = access_log_.ms_until_due(now_ms_);
+        if (log_due >= 0 && log_due < timeout) timeout = log_due;
         int count = reactor_.wait(timeout);
         now_ms_ = monotonic_ms();
         for (int i = 0; i < count; ++i) {

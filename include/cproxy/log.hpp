@@ -75,6 +75,8 @@ public:
     // Writes the buffer when a second has passed since the last write or it is
     // half full.
     void flush_if_due(std::uint64_t now_ms) noexcept;
+    // How long the loop may sleep before the buffer is due (-1: nothing held).
+    int ms_until_due(std::uint64_t now_ms) const noexcept;
     void flush() noexcept;
     // Flushes to the old descriptor, then writes to `fd` (-1: off).
     void set_fd(int fd) noexcept;
