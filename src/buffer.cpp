@@ -9,6 +9,7 @@ namespace cproxy {
 BufferPool::BufferPool(std::uint32_t count, std::uint32_t buffer_bytes)
     : buffers_(std::make_unique<Buffer[]>(count)), count_(count) {
     region_size_ = static_cast<std::size_t>(count) * buffer_bytes;
+    if (region_size_ == 0) return;  // an unused pool maps nothing
     void* region = ::mmap(nullptr, region_size_, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (region == MAP_FAILED) throw std::bad_alloc();
@@ -24,6 +25,8 @@ BufferPool::BufferPool(std::uint32_t count, std::uint32_t buffer_bytes)
     }
 }
 
-BufferPool::~BufferPool() { ::munmap(region_, region_size_); }
+BufferPool::~BufferPool() {
+    if (region_) ::munmap(region_, region_size_);
+}
 
 }  // namespace cproxy

@@ -203,6 +203,7 @@ std::string apply_name(Config& config, std::string_view value) {
 template <std::string Config::*Field>
 std::string apply_path_or_off(Config& config, std::string_view value) {
     if (value.empty()) return "expected a path or 'off'";
+    if (value == "syslog") return "'syslog' is for error_log only; expected a path, 'stderr' or 'off'";
     config.*Field = value == "off" ? std::string() : std::string(value);
     return {};
 }
@@ -326,7 +327,12 @@ bool split_words(std::string_view line, std::vector<std::string>& words, std::st
                 return false;
             }
         } else {
-            while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '#') {
+            while (i < line.size() && line[i] != ' ' && line[i] != '\t') {
+                if (line[i] == '#') {
+                    // "pa#ss" would silently become "pa": make the author choose.
+                    problem = "'#' inside a value; quote the value, or put a space before a comment";
+                    return false;
+                }
                 if (line[i] == '"') {
                     problem = "a quote inside a word; quote the whole value";
                     return false;
@@ -375,6 +381,7 @@ void read_auth_file(Config& config, const std::string& origin, LoadedConfig& loa
     if (::stat(path.c_str(), &status) == 0 && (status.st_mode & S_IROTH))
         loaded.warnings.push_back(origin + ": " + path +
                                   " is readable by every user of this machine (chmod o-r it)");
+    std::size_t users = 0;
     std::string line;
     for (int number = 1; std::getline(in, line); ++number) {
         if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -386,7 +393,11 @@ void read_auth_file(Config& config, const std::string& origin, LoadedConfig& loa
             continue;
         }
         config.auth.emplace_back(text);
+        ++users;
     }
+    // An empty file would silently leave the proxy without authentication.
+    if (users == 0 && in.eof())
+        loaded.errors.push_back(origin + ": " + path + " has no user:password line");
 }
 
 void validate(LoadedConfig& loaded, const std::map<std::string, std::string>& origins) {
@@ -405,15 +416,8 @@ void validate(LoadedConfig& loaded, const std::map<std::string, std::string>& or
         loaded.errors.push_back(origin_of("user") + ": no such user " + quoted(config.user));
     if (!config.group.empty() && !::getgrnam(config.group.c_str()))
         loaded.errors.push_back(origin_of("group") + ": no such group " + quoted(config.group));
-    bool clients_restricted = !config.auth.empty() || !config.auth_file.empty();
-    for (const AccessRule& rule : config.access_rules) clients_restricted |= rule.allow;
-    for (const SocketAddress& address : config.listen) {
-        if (address.is_loopback() || clients_restricted) continue;
-        loaded.errors.push_back("refusing to run an open proxy: listen " + to_string(address) +
-                                " is not a loopback address and no auth, auth_file or allow rule "
-                                "restricts who may use it");
-        break;
-    }
+    std::string open_proxy = open_proxy_problem(config);
+    if (!open_proxy.empty()) loaded.errors.push_back(open_proxy);
 }
 
 std::string format_error(const Setting& setting, std::string_view problem) {
@@ -422,6 +426,18 @@ std::string format_error(const Setting& setting, std::string_view problem) {
 }
 
 }  // namespace
+
+std::string open_proxy_problem(const Config& config) {
+    // auth_file counts through the users it gave: an empty one restricts nobody.
+    bool clients_restricted = !config.auth.empty();
+    for (const AccessRule& rule : config.access_rules) clients_restricted |= rule.allow;
+    for (const SocketAddress& address : config.listen) {
+        if (address.is_loopback() || clients_restricted) continue;
+        return "refusing to run an open proxy: listen " + to_string(address) +
+               " is not a loopback address and no auth, auth_file or allow rule restricts who may use it";
+    }
+    return {};
+}
 
 std::vector<Setting> parse_config_text(std::string_view text, const std::string& file_name,
                                        std::vector<std::string>& errors) {

@@ -144,6 +144,14 @@ void reload(const CommandLine& command, std::unique_ptr<Config>& running, LogFil
     }
     auto next = std::make_unique<Config>(std::move(loaded.config));
     keep_start_up_settings(*running, *next);
+    // Checked again on what will run: the running listen addresses with the
+    // new rules (the file's own listen line may have been loopback).
+    std::string open_proxy = open_proxy_problem(*next);
+    if (!open_proxy.empty()) {
+        log_error("reload failed: %s; the running configuration stays", open_proxy.c_str());
+        notify_service_manager("READY=1");
+        return;
+    }
     worker.flush_access_log();
     try {
         logs.open(next->access_log, next->error_log, next->log_level);
@@ -170,28 +178,32 @@ void log_counters(const Counters& c) {
 }
 
 // What -t can check beyond the configuration itself without starting: that the
-// log files open (creating them, as a start would) and the pid file's
-// directory takes a file.
+// log files and the pid file can be written.
 std::vector<std::string> check_start_up_files(const Config& config) {
     std::vector<std::string> problems;
-    for (const std::string* path : {&config.access_log, &config.error_log}) {
-        if (path->empty() || *path == "stderr" || *path == "syslog") continue;
-        Fd file(::open(path->c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640));
-        if (!file) problems.push_back("cannot open log file " + *path + ": " + std::strerror(errno));
-    }
-    if (!config.pid_file.empty()) {
-        auto slash = config.pid_file.rfind('/');
+    // An existing file must open for writing; a new one needs a writable
+    // directory. Nothing is created: a root-owned file left by `sudo cproxy
+    // -t` would stop the service's own user from opening it.
+    auto check = [&](const std::string& path, const char* what) {
+        Fd file(::open(path.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NOCTTY));
+        std::string where = std::string(what) + " " + path + ": ";
+        if (file || errno != ENOENT) {
+            if (!file) problems.push_back("cannot open " + where + std::strerror(errno));
+            return;
+        }
+        auto slash = path.rfind('/');
         std::string directory =
-            slash == std::string::npos ? "." : config.pid_file.substr(0, std::max<std::size_t>(slash, 1));
+            slash == std::string::npos ? "." : path.substr(0, std::max<std::size_t>(slash, 1));
         if (::access(directory.c_str(), W_OK) != 0)
-            problems.push_back("cannot write pid file " + config.pid_file + ": " + std::strerror(errno));
-    }
+            problems.push_back("cannot create " + where + std::strerror(errno));
+    };
+    for (const std::string* path : {&config.access_log, &config.error_log})
+        if (!path->empty() && *path != "stderr" && *path != "syslog") check(*path, "log file");
+    if (!config.pid_file.empty()) check(config.pid_file, "pid file");
     return problems;
 }
 
-int serve(const CommandLine& command, std::unique_ptr<Config> running) {
-    LogFiles logs;
-    logs.open(running->access_log, running->error_log, running->log_level);
+int run_service(const CommandLine& command, std::unique_ptr<Config> running, LogFiles& logs, Fd signals) {
     std::uint64_t descriptor_limit = raise_descriptor_limit();
     WorkerLimits limits = size_worker(*running, descriptor_limit);
     std::vector<Fd> listeners;
@@ -215,7 +227,6 @@ int serve(const CommandLine& command, std::unique_ptr<Config> running) {
                         static_cast<unsigned>(::geteuid()));
         }
     }
-    Fd signals = block_handled_signals();
     Worker worker(*running, limits, std::move(listeners), std::move(signals), logs.access_fd());
     std::printf("cproxy %s listening on %s\n", CPROXY_VERSION, where.c_str());
     std::fflush(stdout);
@@ -225,7 +236,9 @@ int serve(const CommandLine& command, std::unique_ptr<Config> running) {
 
     bool stopping = false;
     while (int signal = worker.run()) {
-        if (signal == SIGHUP) {
+        if (signal == SIGHUP && stopping) {
+            log_info("reload ignored: stopping");
+        } else if (signal == SIGHUP) {
             reload(command, running, logs, worker);
         } else if (signal == SIGUSR2) {
             worker.log_resources();
@@ -249,6 +262,20 @@ int serve(const CommandLine& command, std::unique_ptr<Config> running) {
         log_info("closing %u connections still open", worker.open_sessions());
     log_counters(worker.counters());
     return 0;
+}
+
+int serve(const CommandLine& command, std::unique_ptr<Config> running) {
+    // Blocked first: a SIGHUP or logrotate's SIGUSR1 during start-up must not
+    // kill the process with the default action.
+    Fd signals = block_handled_signals();
+    LogFiles logs;
+    logs.open(running->access_log, running->error_log, running->log_level);
+    try {
+        return run_service(command, std::move(running), logs, std::move(signals));
+    } catch (const std::exception& error) {
+        log_error("%s", error.what());  // to the configured error log, still open here
+        return 1;
+    }
 }
 
 }  // namespace

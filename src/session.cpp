@@ -187,6 +187,19 @@ std::uint32_t Worker::request_head_room(const Session& s) const noexcept {
     return std::min(capacity - head_headroom, config_->max_header_size);
 }
 
+// Once its head is rewritten, a request in a large buffer moves back to a
+// regular one when the rest fits, so a slow body upload does not hold one of
+// the few large buffers.
+void Worker::return_large_buffer(Session& s) noexcept {
+    if (!s.request || s.request->capacity() == buffer_size || s.request->size() > buffer_size) return;
+    Buffer* regular = buffers_.acquire();
+    if (!regular) return;
+    std::memcpy(regular->space(), s.request->data(), s.request->size());
+    regular->commit(s.request->size());
+    buffers_.release(s.request);
+    s.request = regular;
+}
+
 // A head that outgrew its regular buffer moves into a large one, if one is free.
 bool Worker::move_to_large_buffer(Session& s) noexcept {
     if (s.request->capacity() != buffer_size) return false;
@@ -280,6 +293,12 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     s.client_http10 = head.version_minor == 0;
     s.legacy_keep_alive = s.client_http10 && s.keep_client;
 
+    // Rules may have changed (SIGHUP) since this connection was accepted.
+    if (!client_allowed(config_->access_rules, s.client_address)) {
+        s.close_after_response = true;
+        return fail(index, 403, "your address may not use this proxy (allow/deny rules)", EndReason::Denied);
+    }
+
     auto framing = http::request_framing(head);
     if (!framing) {
         s.close_after_response = true;
@@ -350,7 +369,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
         if (const http::Header* field = find_header(head, "max-forwards")) {
             auto hops = http::parse_content_length(field->value);
             if (!hops) return fail(index, 400, "invalid Max-Forwards", EndReason::BadRequest);
-            if (*hops == 0) return trace ? echo_trace(index, head) : answer_locally(index, 200, allow_field, {}, {});
+            if (*hops == 0) return trace ? echo_trace(index, head) : answer_locally(index, 200, allow_field, "", "");
             rewrite.max_forwards = *hops - 1;
         }
     }
@@ -388,11 +407,17 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     // The destination is settled (and any name copied to the resolver), so the
     // head's views may now be overwritten by the rewritten head.
     std::size_t length = forward::write_request_head(head, rewrite, scratch_.get(), scratch_size_);
-    if (length == 0 || !replace_head(*s.request, 0, s.head_length, scratch_.get(), length)) {
+    // A full regular buffer (a pipelined head behind a body) may lack the
+    // headroom: the rewrite then goes to a large buffer.
+    bool rewritten = length != 0 && (replace_head(*s.request, 0, s.head_length, scratch_.get(), length) ||
+                                     (move_to_large_buffer(s) &&
+                                      replace_head(*s.request, 0, s.head_length, scratch_.get(), length)));
+    if (!rewritten) {
         close_upstream(s);
         s.close_after_response = true;
         return fail(index, 431, "request head too large", EndReason::BadRequest);
     }
+    return_large_buffer(s);
     s.request_unsent = static_cast<std::uint32_t>(length);
     s.request_complete = s.request_body == http::BodyKind::None;
     s.replay_length = s.request_complete && idempotent(s.method) ? s.request_unsent : 0;

@@ -97,6 +97,10 @@ struct LoadedConfig {
 // error instead of stopping at the first.
 LoadedConfig load_config(const CommandLine& command, const std::string& default_file);
 
+// Why `config` would make an open proxy (a non-loopback listen address with no
+// auth and no allow rule), or empty if it would not.
+std::string open_proxy_problem(const Config& config);
+
 // The settings in a config file's text; syntax errors are appended to `errors`.
 std::vector<Setting> parse_config_text(std::string_view text, const std::string& file_name,
                                        std::vector<std::string>& errors);

@@ -93,6 +93,7 @@ private:
     void drive(std::uint32_t index) noexcept;
     Step read_head(std::uint32_t index) noexcept;
     bool move_to_large_buffer(Session& s) noexcept;
+    void return_large_buffer(Session& s) noexcept;
     std::uint32_t request_head_room(const Session& s) const noexcept;
     Step on_request_head(std::uint32_t index, const http::RequestHead& head) noexcept;
     Step route(std::uint32_t index, std::string_view host, std::uint16_t port) noexcept;

@@ -233,7 +233,9 @@ TEST_CASE("integration: -t checks the configuration without binding, exit 0 or 2
     CHECK(failed.err.find(bad + ":2: timeout_idle: 'forever' is not a duration") != std::string::npos);
     CHECK(failed.err.find(bad + ":4: auth_file: cannot read '" + dir.file("missing") + "'") !=
           std::string::npos);
-    CHECK(failed.err.find("cproxy: configuration " + bad + ": 3 errors") != std::string::npos);
+    // auth_file gave no user, so nothing restricts the 0.0.0.0 listener either.
+    CHECK(failed.err.find("refusing to run an open proxy") != std::string::npos);
+    CHECK(failed.err.find("cproxy: configuration " + bad + ": 4 errors") != std::string::npos);
 
     // The open-proxy refusal is one of the errors -t reports.
     std::string open = dir.write("open.conf", "listen 0.0.0.0:" + port + "\n");
@@ -247,9 +249,9 @@ TEST_CASE("integration: -t checks the configuration without binding, exit 0 or 2
                                                      "pid_file /nonexistent/dir/cproxy.pid\n");
     auto files = run_proxy({"-t", "-c", unwritable});
     CHECK(files.exit_code == 2);
-    CHECK(files.err.find("cannot open log file /nonexistent/dir/access.log: No such file or directory") !=
+    CHECK(files.err.find("cannot create log file /nonexistent/dir/access.log: No such file or directory") !=
           std::string::npos);
-    CHECK(files.err.find("cannot write pid file /nonexistent/dir/cproxy.pid: No such file or directory") !=
+    CHECK(files.err.find("cannot create pid file /nonexistent/dir/cproxy.pid: No such file or directory") !=
           std::string::npos);
     // Allowing only some clients makes it acceptable.
     std::string restricted = dir.write("restricted.conf", "listen 0.0.0.0:" + port + "\nallow 10.0.0.0/8\n");
@@ -369,6 +371,54 @@ TEST_CASE("integration: an invalid config on SIGHUP is logged and the old one ke
                err.find("configuration reloaded") != std::string::npos;
     }));
     CHECK(status_of(p, get(web, basic("bob:two"))) == 200);
+}
+
+TEST_CASE("integration: a reload that would leave a non-loopback listener open to anyone fails",
+          "[integration][ops]")
+{
+    Scratch dir;
+    Origin web(static_origin("ok"));
+    std::string conf = dir.write("cproxy.conf", "listen 0.0.0.0:0\nallow 127.0.0.0/8\n");
+    Proxy p({"-c", conf});
+    // The new file listens on loopback only, so on its own it is fine; but the
+    // running listener stays 0.0.0.0 until a restart.
+    dir.write("cproxy.conf", "listen 127.0.0.1:0\n");
+    ::kill(p.pid(), SIGHUP);
+    REQUIRE(p.wait_err([](const std::string& err) {
+        return err.find("reload failed: refusing to run an open proxy: listen 0.0.0.0:0 is not a loopback "
+                        "address") != std::string::npos;
+    }));
+    CHECK(status_of(p, get(web)) == 200);  // the old rules still run
+}
+
+TEST_CASE("integration: new allow/deny rules apply to the next request of a kept connection",
+          "[integration][ops]")
+{
+    Scratch dir;
+    Origin web(static_origin("ok"));
+    std::string conf = dir.write("cproxy.conf", "listen 127.0.0.1:0\n");
+    Proxy p({"-c", conf});
+    Conn kept = p.connect();
+    auto first = kept.roundtrip(get(web));
+    REQUIRE(first);
+    CHECK(first->status == 200);
+    dir.write("cproxy.conf", "listen 127.0.0.1:0\ndeny 127.0.0.1\n");
+    ::kill(p.pid(), SIGHUP);
+    REQUIRE(p.wait_err([](const std::string& err) { return err.find("configuration reloaded") != std::string::npos; }));
+    auto second = kept.roundtrip(get(web));
+    REQUIRE(second);
+    CHECK(second->status == 403);
+    CHECK(kept.wait_closed());
+}
+
+TEST_CASE("integration: a small max_header_size needs no large buffers and limits heads",
+          "[integration][ops]")
+{
+    Origin web(static_origin("ok"));
+    Proxy p(proxy_args({"--max-header-size", "2k"}));
+    CHECK(p.wait_err([](const std::string& err) { return err.find("info: up to") != std::string::npos; }));
+    CHECK(status_of(p, get(web, "X-Fill: " + std::string(1000, 'a') + "\r\n")) == 200);
+    CHECK(status_of(p, get(web, "X-Fill: " + std::string(3000, 'a') + "\r\n")) == 431);
 }
 
 TEST_CASE("integration: SIGTERM lets an in-flight request finish, then exits 0", "[integration][ops]")

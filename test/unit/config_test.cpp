@@ -191,6 +191,8 @@ TEST_CASE("config: option errors name the option and the problem") {
     CHECK(value_error({"--allow", "10.0.0.0/33"}).rfind("--allow: '10.0.0.0/33'", 0) == 0);
     CHECK(value_error({"--deny", "10.0.0.0/8,"}).rfind("--deny:", 0) == 0);
     CHECK(value_error({"--error-log", "off"}).rfind("--error-log:", 0) == 0);
+    CHECK(value_error({"--access-log", "syslog"}) ==
+          "--access-log: 'syslog' is for error_log only; expected a path, 'stderr' or 'off'");
     CHECK(value_error({"--max-header-size", "512"}) ==
           "--max-header-size: '512' is not a size between 1k and 1m (bytes, or with k or m)");
     CHECK(value_error({"--max-header-size", "2m"}).rfind("--max-header-size:", 0) == 0);
@@ -292,7 +294,8 @@ TEST_CASE("config: every file error names FILE:LINE and is reported") {
                             "max_connections -1\n"             // 11
                             "backend 127.0.0.1:80\n"           // 12
                             "backend 127.0.0.1:81\n"           // 13
-                            "listen 127.0.0.1:1\n");           // 14: repeatable, fine
+                            "listen 127.0.0.1:1\n"             // 14: repeatable, fine
+                            "auth alice:pa#ss\n");             // 15
     std::string file = dir.path() + "/cproxy.conf";
     std::vector<std::string> expected = {
         file + ":2: unknown directive 'bogus'",
@@ -303,6 +306,7 @@ TEST_CASE("config: every file error names FILE:LINE and is reported") {
         file + ":8: only \\\" and \\\\ are escapes in a quoted string",
         file + ":9: a quote inside a word; quote the whole value",
         file + ":13: duplicate backend (first set at " + file + ":12)",
+        file + ":15: '#' inside a value; quote the value, or put a space before a comment",
         file + ":6: timeout_header: '10x' is not a duration (500ms, 10s, 5m, 2h, or seconds)",
         file + ":10: allow: '300.0.0.1' is not a comma-separated list of addresses or CIDR blocks "
                "(10.0.0.0/8, 2001:db8::/32) or 'all'",
@@ -332,6 +336,8 @@ TEST_CASE("config: auth_file lines, errors and permissions") {
     CHECK(loaded.errors == expected);
     REQUIRE(loaded.warnings.size() == 1);
     CHECK(loaded.warnings[0] == "--auth-file: " + users + " is readable by every user of this machine (chmod o-r it)");
+    std::string empty = dir.write("empty", "# no users yet\n\n");
+    CHECK(only_error(load({"--auth-file", empty})) == "--auth-file: " + empty + " has no user:password line");
     CHECK(only_error(load({"--auth-file", dir.path() + "/absent"})) ==
           "--auth-file: cannot read '" + dir.path() + "/absent': No such file or directory");
 }
