@@ -100,7 +100,7 @@ build/asan/cproxy-tests: $(SAN_LIB) $(TEST_OBJ)
 # the committed test/fuzz/corpus/NAME), and with g++ and the sanitizers as a
 # replay of the committed corpus that `make check` runs. `make fuzz-merge`
 # adds the inputs that reach new code to the committed corpus, minimised.
-FUZZ_NAMES   := request response chunked config
+FUZZ_NAMES   := request response chunked config dns
 FUZZ_SECONDS ?= 60
 FUZZ_CXX     ?= clang++
 FUZZ_FLAGS   := -MMD -MP -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
@@ -129,7 +129,7 @@ build/asan/fuzz/%-replay: build/asan/test/fuzz/%_fuzz.o build/asan/test/fuzz/rep
 
 fuzz: $(FUZZ_BIN)
 	$(Q)for name in $(FUZZ_NAMES); do \
-	    dict=test/fuzz/http.dict; [ $$name = config ] && dict=test/fuzz/config.dict; \
+	    dict=test/fuzz/http.dict; [ -e test/fuzz/$$name.dict ] && dict=test/fuzz/$$name.dict; \
 	    mkdir -p build/fuzz/corpus/$$name; \
 	    echo "fuzz $$name: $(FUZZ_SECONDS) s"; \
 	    build/fuzz/$$name -max_total_time=$(FUZZ_SECONDS) -dict=$$dict -print_final_stats=1 \
