@@ -84,7 +84,8 @@ bool read_name(const std::uint8_t* m, std::size_t size, std::size_t& pos, Name& 
         std::size_t needed = out.length + (out.length ? 1 : 0) + length;
         if (needed > max_name) return false;
         if (out.length) out.text[out.length++] = '.';
-        for (std::size_t i = 0; i < length; ++i) out.text[out.length++] = lower(static_cast<char>(m[cursor + 1 + i]));
+        for (std::size_t i = 0; i < length; ++i)
+            out.text[out.length++] = lower(static_cast<char>(m[cursor + 1 + i]));
         cursor += 1 + length;
     }
 }
@@ -98,7 +99,8 @@ struct Record {
 };
 
 // Reads one resource record's fixed part after its owner name.
-bool read_record(const std::uint8_t* m, std::size_t size, std::size_t& pos, Name& owner, Record& record) noexcept {
+bool read_record(const std::uint8_t* m, std::size_t size, std::size_t& pos, Name& owner,
+                 Record& record) noexcept {
     if (!read_name(m, size, pos, owner) || pos + 10 > size) return false;
     record.type = read16(m + pos);
     record.klass = read16(m + pos + 2);
