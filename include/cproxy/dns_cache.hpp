@@ -1,0 +1,53 @@
+// A worker's cache of DNS answers: addresses, and negative answers (NXDOMAIN,
+// no data) so a name that does not resolve is not asked again at once.
+//
+// Fixed memory, allocated once: a set-associative table (4 ways per set); a
+// new answer replaces an expired entry of its set, else the one that expires
+// soonest. TTLs are clamped to [min_ttl, max_ttl] (dns_min_ttl/dns_max_ttl) so
+// a zero TTL still spares the server a burst, and a huge one is not trusted.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "cproxy/dns_message.hpp"
+
+namespace cproxy {
+
+class DnsCache {
+public:
+    static constexpr std::uint32_t ways = 4;
+
+    struct Entry {
+        char name[dns::max_name];
+        std::uint8_t name_length = 0;
+        dns::QueryType type = dns::QueryType::A;
+        std::uint64_t expires_ms = 0;  // 0: empty
+        dns::Reply reply;
+    };
+
+    // `capacity` entries, rounded up to whole sets; 0 caches nothing.
+    DnsCache(std::uint32_t capacity, std::uint32_t min_ttl_s, std::uint32_t max_ttl_s);
+
+    // The cached reply for `name` (case-insensitive, final dot ignored) and
+    // `type`, if it has not expired; nullptr otherwise.
+    const dns::Reply* find(std::string_view name, dns::QueryType type, std::uint64_t now_ms) noexcept;
+    // Keeps Addresses, NoData and NoSuchName replies; others are not cached.
+    void store(std::string_view name, dns::QueryType type, const dns::Reply& reply, std::uint64_t now_ms) noexcept;
+
+    std::uint64_t hits() const noexcept { return hits_; }
+    std::uint64_t misses() const noexcept { return misses_; }
+
+private:
+    std::uint32_t set_of(std::string_view name, dns::QueryType type) const noexcept;
+
+    std::vector<Entry> entries_;
+    std::uint32_t sets_;
+    std::uint32_t min_ttl_s_;
+    std::uint32_t max_ttl_s_;
+    std::uint64_t hits_ = 0;
+    std::uint64_t misses_ = 0;
+};
+
+}  // namespace cproxy
