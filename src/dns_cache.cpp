@@ -75,7 +75,8 @@ void DnsCache::store(std::string_view name, dns::QueryType type, const dns::Repl
     victim->type = type;
     victim->reply = reply;
     victim->expires_ms = now_ms + static_cast<std::uint64_t>(ttl_s) * 1000;
-    if (victim->expires_ms <= now_ms) victim->expires_ms = now_ms + 1;  // min_ttl 0 and TTL 0: this moment only
+    // With min_ttl 0 a TTL of 0 still serves the lookups of this moment.
+    if (victim->expires_ms <= now_ms) victim->expires_ms = now_ms + 1;
 }
 
 }  // namespace cproxy

@@ -34,7 +34,8 @@ public:
     // `type`, if it has not expired; nullptr otherwise.
     const dns::Reply* find(std::string_view name, dns::QueryType type, std::uint64_t now_ms) noexcept;
     // Keeps Addresses, NoData and NoSuchName replies; others are not cached.
-    void store(std::string_view name, dns::QueryType type, const dns::Reply& reply, std::uint64_t now_ms) noexcept;
+    void store(std::string_view name, dns::QueryType type, const dns::Reply& reply,
+               std::uint64_t now_ms) noexcept;
 
     std::uint64_t hits() const noexcept { return hits_; }
     std::uint64_t misses() const noexcept { return misses_; }

@@ -66,7 +66,8 @@ TEST_CASE("dns cache: negative answers are kept, failures are not") {
 TEST_CASE("dns cache: a full cache makes room with the entry expiring soonest") {
     DnsCache cache(4, 1, 3600);  // one set of four ways: every name collides
     for (std::uint8_t i = 0; i < 4; ++i)
-        cache.store("host" + std::to_string(i) + ".test", dns::QueryType::A, addresses(i, 100u + i * 100u), 0);
+        cache.store("host" + std::to_string(i) + ".test", dns::QueryType::A, addresses(i, 100u + i * 100u),
+                    0);
     for (std::uint8_t i = 0; i < 4; ++i)
         CHECK(cache.find("host" + std::to_string(i) + ".test", dns::QueryType::A, 0));
     cache.store("new.test", dns::QueryType::A, addresses(7, 50), 0);
