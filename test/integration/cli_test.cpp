@@ -183,7 +183,7 @@ TEST_CASE("integration: the listen line reports the kernel-chosen port", "[integ
 
 TEST_CASE("integration: several -l listeners are all reported and all serve", "[integration][cli]")
 {
-    Proxy p({"-l", "127.0.0.1:0", "-l", "127.0.0.2:0"});
+    Proxy p({"-c", "/dev/null", "-l", "127.0.0.1:0", "-l", "127.0.0.2:0"});
     INFO("line: " << p.listen_line());
     CHECK(listen_line_matches(p.listen_line(), {"127.0.0.1", "127.0.0.2"}));
     REQUIRE(p.listeners().size() == 2);

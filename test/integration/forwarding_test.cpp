@@ -618,7 +618,7 @@ TEST_CASE("integration: an IPv6 listener serves a client on ::1", "[integration]
 {
     REQUIRE(ipv6_loopback_available());
     Origin o(static_origin("six"));
-    Proxy p({"-l", "[::1]:0"});
+    Proxy p({"-c", "/dev/null", "-l", "[::1]:0"});
     INFO("line: " << p.listen_line());
     REQUIRE(p.listeners().size() == 1);
     CHECK(p.listeners()[0].first == "::1");
@@ -637,7 +637,7 @@ TEST_CASE("integration: an IPv6 listener serves a client on ::1", "[integration]
 TEST_CASE("integration: IPv4 and IPv6 listeners together", "[integration][forwarding][ipv6]")
 {
     REQUIRE(ipv6_loopback_available());
-    Proxy p({"-l", "127.0.0.1:0", "-l", "[::1]:0"});
+    Proxy p({"-c", "/dev/null", "-l", "127.0.0.1:0", "-l", "[::1]:0"});
     INFO("line: " << p.listen_line());
     REQUIRE(p.listeners().size() == 2);
     CHECK(p.listen_line().find("listening on 127.0.0.1:") != std::string::npos);
