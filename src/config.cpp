@@ -112,16 +112,22 @@ std::string apply_listen(Config& config, std::string_view value) {
     return {};
 }
 
-std::string apply_max_connections(Config& config, std::string_view value) {
-    std::uint64_t number = 0;
-    bool valid = !value.empty() && value.size() <= 9;
+// A whole number from 1 to `max`, digits only.
+std::optional<std::uint32_t> parse_count(std::string_view value, std::uint32_t max) {
+    if (value.empty() || value.size() > 9) return std::nullopt;
+    std::uint32_t number = 0;
     for (char c : value) {
-        if (c < '0' || c > '9') valid = false;
-        else number = number * 10 + static_cast<std::uint64_t>(c - '0');
+        if (c < '0' || c > '9') return std::nullopt;
+        number = number * 10 + static_cast<std::uint32_t>(c - '0');
     }
-    if (!valid || number == 0 || number > 10'000'000)
-        return quoted(value) + " is not a number between 1 and 10000000";
-    config.max_connections = static_cast<std::uint32_t>(number);
+    if (number == 0 || number > max) return std::nullopt;
+    return number;
+}
+
+std::string apply_max_connections(Config& config, std::string_view value) {
+    auto number = parse_count(value, 10'000'000);
+    if (!number) return quoted(value) + " is not a number between 1 and 10000000";
+    config.max_connections = *number;
     return {};
 }
 
@@ -171,15 +177,10 @@ std::string apply_max_header_size(Config& config, std::string_view value) {
 }
 
 std::string apply_max_headers(Config& config, std::string_view value) {
-    std::uint32_t count = 0;
-    bool valid = !value.empty() && value.size() <= 3;
-    for (char c : value) {
-        if (c < '0' || c > '9') valid = false;
-        else count = count * 10 + static_cast<std::uint32_t>(c - '0');
-    }
-    if (!valid || count == 0 || count > http::header_capacity)
+    auto count = parse_count(value, http::header_capacity);
+    if (!count)
         return quoted(value) + " is not a number between 1 and " + std::to_string(http::header_capacity);
-    config.max_headers = static_cast<std::uint16_t>(count);
+    config.max_headers = static_cast<std::uint16_t>(*count);
     return {};
 }
 
