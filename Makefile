@@ -109,6 +109,9 @@ FUZZ_FLAGS   := -MMD -MP -O1 -g -fno-omit-frame-pointer -fsanitize=address,undef
 FUZZ_LIB     := $(LIB_SRC:%.cpp=build/fuzz/%.o)
 FUZZ_BIN     := $(FUZZ_NAMES:%=build/fuzz/%)
 FUZZ_REPLAY  := $(FUZZ_NAMES:%=build/asan/fuzz/%-replay)
+# Kept after the build (not deleted as intermediates): make would otherwise
+# print its "rm" after the test summary line, which must end the output.
+.SECONDARY: $(FUZZ_NAMES:%=build/asan/test/fuzz/%_fuzz.o) build/asan/test/fuzz/replay.o
 
 check: cproxy build/asan/cproxy build/asan/cproxy-tests $(FUZZ_REPLAY)
 	$(Q)CPROXY_BIN=build/asan/cproxy test/run build/asan/cproxy-tests
