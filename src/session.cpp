@@ -187,17 +187,21 @@ std::uint32_t Worker::request_head_room(const Session& s) const noexcept {
     return std::min(capacity - head_headroom, config_->max_header_size);
 }
 
+// Moves the request's bytes into `target` (empty, large enough) and gives
+// the old buffer back to its pool.
+void Worker::move_request(Session& s, Buffer* target) noexcept {
+    std::memcpy(target->space(), s.request->data(), s.request->size());
+    target->commit(s.request->size());
+    buffers_.release(s.request);
+    s.request = target;
+}
+
 // Once its head is rewritten, a request in a large buffer moves back to a
 // regular one when the rest fits, so a slow body upload does not hold one of
 // the few large buffers.
 void Worker::return_large_buffer(Session& s) noexcept {
     if (!s.request || s.request->capacity() == buffer_size || s.request->size() > buffer_size) return;
-    Buffer* regular = buffers_.acquire();
-    if (!regular) return;
-    std::memcpy(regular->space(), s.request->data(), s.request->size());
-    regular->commit(s.request->size());
-    buffers_.release(s.request);
-    s.request = regular;
+    if (Buffer* regular = buffers_.acquire()) move_request(s, regular);
 }
 
 // A head that outgrew its regular buffer moves into a large one, if one is free.
@@ -205,11 +209,7 @@ bool Worker::move_to_large_buffer(Session& s) noexcept {
     if (s.request->capacity() != buffer_size) return false;
     Buffer* large = large_buffers_.acquire();
     if (!large) return false;
-    s.request->compact();
-    std::memcpy(large->space(), s.request->data(), s.request->size());
-    large->commit(s.request->size());
-    buffers_.release(s.request);
-    s.request = large;
+    move_request(s, large);
     return true;
 }
 
@@ -375,7 +375,8 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     }
     // Switching protocols needs the whole connection: not for HTTP/1.0, and
     // not while a request body is still to come.
-    if (!s.client_http10 && s.request_body == http::BodyKind::None) rewrite.upgrade = forward::requested_upgrade(head);
+    if (!s.client_http10 && s.request_body == http::BodyKind::None)
+        rewrite.upgrade = forward::requested_upgrade(head);
     s.upgrade_requested = !rewrite.upgrade.empty();
     if (!head.target.empty() && head.target.front() == '/') {
         if (!config_->backend)
@@ -384,7 +385,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
                         "or start cproxy with --backend for origin-form requests",
                         EndReason::BadRequest);
         rewrite.path = head.target;
-        if (!find_header(head, "host")) rewrite.host = config_->backend->host;
+        if (host_fields == 0) rewrite.host = config_->backend->host;
         s.destination = config_->backend->address;
         step = start_upstream(index);
     } else if (forward::has_scheme(head.target)) {

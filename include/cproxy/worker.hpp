@@ -92,6 +92,7 @@ private:
     // session.cpp: the per-session state machine
     void drive(std::uint32_t index) noexcept;
     Step read_head(std::uint32_t index) noexcept;
+    void move_request(Session& s, Buffer* target) noexcept;
     bool move_to_large_buffer(Session& s) noexcept;
     void return_large_buffer(Session& s) noexcept;
     std::uint32_t request_head_room(const Session& s) const noexcept;
