@@ -237,6 +237,45 @@ std::string apply_via(Config& config, std::string_view value) {
     return {};
 }
 
+// `resolver ADDR[:PORT],...` or `resolver system`.
+std::string apply_resolver(Config& config, std::string_view value) {
+    if (value == "system") {
+        config.system_resolver = true;
+        return {};
+    }
+    while (!value.empty()) {
+        std::size_t comma = value.find(',');
+        std::string_view item = value.substr(0, comma);
+        value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
+        auto host_port = split_host_port(item, 53);
+        auto address = host_port && host_port->port != 0 ? parse_ip_literal(host_port->host, host_port->port)
+                                                         : std::nullopt;
+        if (!address)
+            return quoted(item) + " is not ADDR[:PORT] (an IP address; IPv6 as [ADDR]:PORT) or 'system'";
+        config.dns_servers.push_back(*address);
+        if (comma == std::string_view::npos) break;
+    }
+    if (config.dns_servers.empty()) return "expected ADDR[:PORT],... or 'system'";
+    return {};
+}
+
+std::string apply_dns_cache_size(Config& config, std::string_view value) {
+    auto count = value == "0" ? std::optional<std::uint32_t>(0) : parse_count(value, 1'000'000);
+    if (!count) return quoted(value) + " is not a number between 0 and 1000000";
+    config.dns_cache_size = *count;
+    return {};
+}
+
+// A TTL bound in whole seconds; "0" is allowed (no lower bound).
+template <std::uint32_t Config::*Field>
+std::string apply_ttl(Config& config, std::string_view value) {
+    auto ms = value == "0" ? std::optional<std::uint32_t>(0) : parse_duration_ms(value);
+    if (!ms || *ms % 1000 != 0 || *ms > 7 * 24 * 3600 * 1000u)
+        return quoted(value) + " is not a whole number of seconds up to 7 days (30s, 5m, 1h, or 0)";
+    config.*Field = *ms / 1000;
+    return {};
+}
+
 template <bool Config::*Field>
 std::string apply_switch(Config& config, std::string_view value) {
     if (value != "on" && value != "off") return quoted(value) + " is not on or off";
@@ -262,7 +301,7 @@ const Directive directives[] = {
      apply_duration<&Config::timeout_header_ms>},
     {"timeout_idle", "D", "idle keep-alive connection (default 60s)",
      apply_duration<&Config::timeout_idle_ms>},
-    {"timeout_connect", "D", "upstream name lookup and connect (default 10s)",
+    {"timeout_connect", "D", "upstream connection attempts (default 10s)",
      apply_duration<&Config::timeout_connect_ms>},
     {"timeout_response", "D", "upstream response head (default 60s)",
      apply_duration<&Config::timeout_response_ms>},
@@ -282,6 +321,17 @@ const Directive directives[] = {
     {"via", "on|off|NAME", "the Via field's name, or none (default on: cproxy)", apply_via},
     {"splice", "on|off", "relay tunnels with splice(2) (default on)", apply_switch<&Config::splice>},
     {"trace", "on|off", "forward TRACE requests instead of 405 (default off)", apply_switch<&Config::trace>},
+    {"resolver", "ADDR,...", "DNS servers (default: /etc/resolv.conf's), repeatable;\n"
+                             "'system' uses getaddrinfo(3) threads instead",
+     apply_resolver, [](Config& c) { c.dns_servers.clear(), c.system_resolver = false; }},
+    {"dns_timeout", "D", "a whole name lookup; 504 after it (default 5s)", apply_duration<&Config::dns_timeout_ms>},
+    {"dns_cache_size", "N", "names cached per worker, 0 for none (default 1000)", apply_dns_cache_size},
+    {"dns_min_ttl", "D", "shortest time an answer is kept (default 0)", apply_ttl<&Config::dns_min_ttl_s>},
+    {"dns_max_ttl", "D", "longest time an answer is kept (default 1h)", apply_ttl<&Config::dns_max_ttl_s>},
+    {"prefer_ipv6", "on|off", "family tried first for names with both (default on)",
+     apply_switch<&Config::prefer_ipv6>},
+    {"hosts_file", "PATH", "names looked up before DNS, or off (default /etc/hosts)",
+     apply_path_or_off<&Config::hosts_file>},
 };
 
 const Directive* find_directive(std::string_view name) {
@@ -417,6 +467,11 @@ void validate(LoadedConfig& loaded, const std::map<std::string, std::string>& or
         loaded.errors.push_back(origin_of("user") + ": no such user " + quoted(config.user));
     if (!config.group.empty() && !::getgrnam(config.group.c_str()))
         loaded.errors.push_back(origin_of("group") + ": no such group " + quoted(config.group));
+    if (config.system_resolver && !config.dns_servers.empty())
+        loaded.errors.push_back(origin_of("resolver") + ": 'system' cannot be combined with server addresses");
+    if (config.dns_min_ttl_s > config.dns_max_ttl_s)
+        loaded.errors.push_back(origin_of("dns_min_ttl") + ": dns_min_ttl is longer than dns_max_ttl (" +
+                                std::to_string(config.dns_max_ttl_s) + "s)");
     std::string open_proxy = open_proxy_problem(config);
     if (!open_proxy.empty()) loaded.errors.push_back(open_proxy);
 }

@@ -29,6 +29,11 @@ DnsCache::DnsCache(std::uint32_t capacity, std::uint32_t min_ttl_s, std::uint32_
       min_ttl_s_(min_ttl_s),
       max_ttl_s_(std::max(min_ttl_s, max_ttl_s)) {}
 
+void DnsCache::set_ttl_bounds(std::uint32_t min_ttl_s, std::uint32_t max_ttl_s) noexcept {
+    min_ttl_s_ = min_ttl_s;
+    max_ttl_s_ = std::max(min_ttl_s, max_ttl_s);
+}
+
 std::uint32_t DnsCache::set_of(std::string_view name, dns::QueryType type) const noexcept {
     std::uint32_t hash = 2166136261u ^ static_cast<std::uint32_t>(type);
     for (char c : name) hash = (hash ^ static_cast<unsigned char>(lower(c))) * 16777619u;

@@ -120,12 +120,22 @@ void keep_start_up_settings(const Config& running, Config& next) {
     keep(next.group != running.group, "group");
     keep(next.pid_file != running.pid_file, "pid_file");
     keep(next.max_header_size != running.max_header_size, "max_header_size");
+    keep(next.dns_servers.size() != running.dns_servers.size() ||
+             !std::equal(next.dns_servers.begin(), next.dns_servers.end(), running.dns_servers.begin()) ||
+             next.system_resolver != running.system_resolver,
+         "resolver");
+    keep(next.dns_cache_size != running.dns_cache_size, "dns_cache_size");
+    keep(next.hosts_file != running.hosts_file, "hosts_file");
     next.listen = running.listen;
     next.max_connections = running.max_connections;
     next.user = running.user;
     next.group = running.group;
     next.pid_file = running.pid_file;
     next.max_header_size = running.max_header_size;
+    next.dns_servers = running.dns_servers;
+    next.system_resolver = running.system_resolver;
+    next.dns_cache_size = running.dns_cache_size;
+    next.hosts_file = running.hosts_file;
     if (!kept.empty()) log_warning("reload: %s changed but take effect only at a restart", kept.c_str());
 }
 

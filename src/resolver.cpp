@@ -1,112 +1,644 @@
 #include "cproxy/resolver.hpp"
 
-#include <netdb.h>
-#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <system_error>
 
-#include "cproxy/http_parser.hpp"
+#include "cproxy/log.hpp"
 
 namespace cproxy {
 
-static std::uint32_t hash_name(std::string_view host) noexcept {
-    std::uint32_t hash = 2166136261u;
-    for (char c : host) {
-        unsigned char lower = static_cast<unsigned char>(c >= 'A' && c <= 'Z' ? c + 32 : c);
-        hash = (hash ^ lower) * 16777619u;
+namespace {
+
+// Event indexes past any query socket's (2 per lookup, at most 2048).
+constexpr std::uint32_t system_index = 0xffffff;
+constexpr std::uint32_t watch_index = 0xfffffe;
+
+constexpr std::uint32_t max_lookups = 1024;
+constexpr std::uint32_t min_try_ms = 250;
+// RFC 8305 §3: once one family has answered, how long to wait for the other.
+constexpr std::uint64_t resolution_delay_ms = 50;
+// A reply over TCP may be larger than a datagram; more than this is refused.
+constexpr std::uint32_t tcp_buffer_count = 8;
+constexpr std::uint32_t tcp_buffer_size = 16 * 1024;
+
+constexpr std::uint32_t file_events = IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
+constexpr std::uint32_t directory_events = IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM;
+
+constexpr dns::QueryType query_types[2] = {dns::QueryType::A, dns::QueryType::AAAA};
+
+std::uint16_t read16(const std::uint8_t* p) noexcept { return static_cast<std::uint16_t>((p[0] << 8) | p[1]); }
+
+bool is_negative(const dns::Reply& reply) noexcept {
+    return reply.outcome == dns::Outcome::NoSuchName || reply.outcome == dns::Outcome::NoData;
+}
+
+bool cacheable(const dns::Reply& reply) noexcept {
+    return reply.outcome == dns::Outcome::Addresses || is_negative(reply);
+}
+
+// Lowercases a host name into `out` without its final dot; false unless it is
+// dot-separated labels of letters, digits, '-' and '_' (1-63 bytes each).
+bool normalise(std::string_view host, char* out, std::uint8_t& length, bool& absolute) noexcept {
+    absolute = !host.empty() && host.back() == '.';
+    if (absolute) host.remove_suffix(1);
+    if (host.empty() || host.size() > dns::max_name) return false;
+    std::size_t label = 0;
+    for (std::size_t i = 0; i < host.size(); ++i) {
+        char c = host[i];
+        if (c == '.') {
+            if (label == 0) return false;
+            label = 0;
+        } else {
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+            bool valid = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+            if (!valid || ++label > 63) return false;
+        }
+        out[i] = c;
     }
+    length = static_cast<std::uint8_t>(host.size());
+    return label != 0;
+}
+
+std::uint32_t hash_name(std::string_view name) noexcept {
+    std::uint32_t hash = 2166136261u;
+    for (char c : name) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
     return hash;
 }
 
-Resolver::Resolver(unsigned threads, std::uint32_t queue_capacity)
-    : event_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
-      capacity_(queue_capacity),
-      pending_(std::make_unique<Job[]>(queue_capacity)),
-      done_(std::make_unique<Job[]>(queue_capacity)),
-      cache_(std::make_unique<CacheEntry[]>(cache_slots)) {
-    if (!event_fd_) throw std::system_error(errno, std::generic_category(), "eventfd");
-    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
-}
-
-Resolver::~Resolver() {
-    {
-        std::lock_guard lock(mutex_);
-        stopping_ = true;
-    }
-    wake_.notify_all();
-    for (auto& thread : threads_) thread.join();
-}
-
-Resolver::CacheResult Resolver::lookup(std::string_view host, std::uint64_t now_ms,
-                                       SocketAddress& out) const noexcept {
-    const CacheEntry& entry = cache_[hash_name(host) % cache_slots];
-    if (entry.expires_ms <= now_ms || entry.host_length != host.size() ||
-        !http::iequals(std::string_view(entry.host, entry.host_length), host))
-        return CacheResult::Miss;
-    if (!entry.ok) return CacheResult::Failed;
-    out = entry.address;
-    return CacheResult::Hit;
-}
-
-void Resolver::remember(std::string_view host, const Answer& answer, std::uint64_t now_ms) noexcept {
-    // A temporary failure says nothing about the name; do not cache it.
-    if (!answer.ok && answer.error == EAI_AGAIN) return;
-    CacheEntry& entry = cache_[hash_name(host) % cache_slots];
-    std::memcpy(entry.host, host.data(), host.size());
-    entry.host_length = static_cast<std::uint8_t>(host.size());
-    entry.ok = answer.ok;
-    entry.address = answer.address;
-    entry.expires_ms = now_ms + (answer.ok ? positive_ttl_ms : negative_ttl_ms);
-}
-
-bool Resolver::submit(std::string_view host, std::uint64_t token) noexcept {
-    if (host.empty() || host.size() > max_name || in_flight_ >= capacity_) return false;
-    {
-        std::lock_guard lock(mutex_);
-        Job& job = pending_[(pending_head_ + pending_count_) % capacity_];
-        std::memcpy(job.host, host.data(), host.size());
-        job.host[host.size()] = '\0';
-        job.host_length = static_cast<std::uint8_t>(host.size());
-        job.answer = Answer{token, false, {}, 0};
-        ++pending_count_;
-    }
-    ++in_flight_;
-    wake_.notify_one();
+bool read_file(const std::string& path, std::string& text) {
+    std::ifstream in(path);
+    if (!in) return false;
+    std::ostringstream contents;
+    contents << in.rdbuf();
+    text = contents.str();
     return true;
 }
 
-void Resolver::run() noexcept {
-    while (true) {
-        Job job;
-        {
-            std::unique_lock lock(mutex_);
-            wake_.wait(lock, [this] { return stopping_ || pending_count_ > 0; });
-            if (stopping_) return;
-            job = pending_[pending_head_];
-            pending_head_ = (pending_head_ + 1) % capacity_;
-            --pending_count_;
+void add_address(dns::Reply& reply, const SocketAddress& address) noexcept {
+    if (reply.count >= dns::max_addresses) return;
+    reply.outcome = dns::Outcome::Addresses;
+    if (address.family() == AF_INET)
+        std::memcpy(reply.addresses[reply.count++].data(),
+                    &reinterpret_cast<const sockaddr_in*>(address.get())->sin_addr, 4);
+    else
+        std::memcpy(reply.addresses[reply.count++].data(),
+                    &reinterpret_cast<const sockaddr_in6*>(address.get())->sin6_addr, 16);
+}
+
+}  // namespace
+
+SocketAddress AddressList::at(std::size_t i, std::uint16_t port) const noexcept {
+    SocketAddress address;
+    if (is_ipv6(i)) {
+        auto* in6 = reinterpret_cast<sockaddr_in6*>(address.get());
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(port);
+        std::memcpy(&in6->sin6_addr, addresses[i].data(), 16);
+        address.length = sizeof(sockaddr_in6);
+    } else {
+        auto* in4 = reinterpret_cast<sockaddr_in*>(address.get());
+        in4->sin_family = AF_INET;
+        in4->sin_port = htons(port);
+        std::memcpy(&in4->sin_addr, addresses[i].data(), 4);
+        address.length = sizeof(sockaddr_in);
+    }
+    return address;
+}
+
+Resolver::Resolver(const Config& config, Reactor& reactor, std::uint8_t token_kind, std::uint32_t waiters,
+                   Deliver deliver, void* context)
+    : reactor_(reactor),
+      token_kind_(token_kind),
+      deliver_(deliver),
+      context_(context),
+      timeout_ms_(config.dns_timeout_ms),
+      prefer_ipv6_(config.prefer_ipv6),
+      hosts_path_(config.system_resolver ? std::string() : config.hosts_file),
+      cache_(config.dns_cache_size * 2, config.dns_min_ttl_s, config.dns_max_ttl_s),
+      lookups_(std::clamp(waiters, 16u, max_lookups)),
+      buckets_(static_cast<std::size_t>(lookups_.capacity()) * 2, none),
+      waiters_(std::make_unique<Waiter[]>(waiters)),
+      waiter_capacity_(waiters),
+      tcp_buffers_(std::make_unique<std::uint8_t[]>(tcp_buffer_count * tcp_buffer_size)),
+      free_tcp_buffers_((1u << tcp_buffer_count) - 1) {
+    if (config.system_resolver) {
+        system_ = std::make_unique<SystemResolver>(2, lookups_.capacity());
+        if (!reactor_.add_input(system_->event_fd(), token(system_index, 0)))
+            throw std::system_error(errno, std::generic_category(), "epoll_ctl");
+    } else if (config.dns_servers.empty()) {
+        std::string text;
+        read_file("/etc/resolv.conf", text);
+        resolv_ = parse_resolv_conf(text);
+    } else {
+        // Servers named in the configuration stand alone: no search list.
+        resolv_.nameservers = config.dns_servers;
+    }
+    if (!hosts_path_.empty()) {
+        watch_hosts();
+        load_hosts();
+    }
+}
+
+Resolver::~Resolver() = default;
+
+void Resolver::reconfigure(const Config& config) noexcept {
+    timeout_ms_ = config.dns_timeout_ms;
+    prefer_ipv6_ = config.prefer_ipv6;
+    cache_.set_ttl_bounds(config.dns_min_ttl_s, config.dns_max_ttl_s);
+}
+
+std::uint64_t Resolver::token(std::uint32_t index, std::uint32_t generation) const noexcept {
+    return event_token(token_kind_, index, generation);
+}
+
+std::uint32_t Resolver::try_timeout_ms() const noexcept {
+    std::uint32_t tries = std::max<std::uint32_t>(
+        1, resolv_.attempts * static_cast<std::uint32_t>(resolv_.nameservers.size()));
+    return std::clamp(timeout_ms_ / tries, min_try_ms, std::max(min_try_ms, resolv_.timeout_s * 1000));
+}
+
+std::uint16_t Resolver::random_id() noexcept {
+    if (random_used_ + 2 > random_.size()) {
+        if (::getrandom(random_.data(), random_.size(), GRND_NONBLOCK) != static_cast<ssize_t>(random_.size())) {
+            // Only before the kernel's pool is ready: better than a fixed ID.
+            timespec now;
+            ::clock_gettime(CLOCK_MONOTONIC, &now);
+            std::uint64_t state = static_cast<std::uint64_t>(now.tv_nsec) ^ (static_cast<std::uint64_t>(now.tv_sec) << 32);
+            for (std::uint8_t& byte : random_) {
+                state = state * 6364136223846793005ull + 1442695040888963407ull;
+                byte = static_cast<std::uint8_t>(state >> 56);
+            }
         }
-        addrinfo hints{};
-        hints.ai_socktype = SOCK_STREAM;
-        addrinfo* result = nullptr;
-        int rc = ::getaddrinfo(job.host, nullptr, &hints, &result);
-        if (rc == 0 && result) {
-            std::memcpy(&job.answer.address.storage, result->ai_addr, result->ai_addrlen);
-            job.answer.address.length = result->ai_addrlen;
-            job.answer.ok = true;
-            ::freeaddrinfo(result);
+        random_used_ = 0;
+    }
+    std::uint16_t id = static_cast<std::uint16_t>(random_[random_used_] | (random_[random_used_ + 1] << 8));
+    random_used_ += 2;
+    return id;
+}
+
+void Resolver::arm(std::uint64_t deadline_ms) noexcept { next_due_ms_ = std::min(next_due_ms_, deadline_ms); }
+
+int Resolver::ms_until_due(std::uint64_t now_ms) const noexcept {
+    if (next_due_ms_ == UINT64_MAX) return -1;
+    return next_due_ms_ <= now_ms ? 0 : static_cast<int>(std::min<std::uint64_t>(next_due_ms_ - now_ms, 60'000));
+}
+
+// ------------------------------------------------------------ hosts file
+
+void Resolver::watch_hosts() noexcept {
+    hosts_watch_.reset(::inotify_init1(IN_NONBLOCK | IN_CLOEXEC));
+    if (!hosts_watch_) {
+        log_warning("hosts file %s: cannot watch it for changes: %s", hosts_path_.c_str(), std::strerror(errno));
+        return;
+    }
+    std::size_t slash = hosts_path_.rfind('/');
+    std::string directory = slash == std::string::npos ? "." : slash == 0 ? "/" : hosts_path_.substr(0, slash);
+    ::inotify_add_watch(hosts_watch_.get(), directory.c_str(), directory_events | IN_ONLYDIR);
+    hosts_file_watch_ = ::inotify_add_watch(hosts_watch_.get(), hosts_path_.c_str(), file_events);
+    reactor_.add_input(hosts_watch_.get(), token(watch_index, 0));
+}
+
+void Resolver::load_hosts() noexcept {
+    std::string text;
+    try {
+        if (!read_file(hosts_path_, text)) {
+            hosts_.assign({});
+            return;
+        }
+        hosts_.assign(parse_hosts(text));
+    } catch (const std::exception& error) {
+        log_warning("hosts file %s: %s", hosts_path_.c_str(), error.what());
+    }
+}
+
+// ------------------------------------------------------------ lookups
+
+std::uint32_t Resolver::bucket_of(std::string_view name) const noexcept {
+    return hash_name(name) % static_cast<std::uint32_t>(buckets_.size());
+}
+
+std::uint32_t Resolver::find_lookup(std::string_view name) const noexcept {
+    for (std::uint32_t index = buckets_[bucket_of(name)]; index != none; index = lookups_[index].next_in_bucket) {
+        const Lookup& lookup = lookups_[index];
+        if (std::string_view(lookup.name, lookup.name_length) == name) return index;
+    }
+    return none;
+}
+
+void Resolver::unlink_lookup(std::uint32_t index) noexcept {
+    Lookup& lookup = lookups_[index];
+    std::uint32_t* link = &buckets_[bucket_of({lookup.name, lookup.name_length})];
+    while (*link != none && *link != index) link = &lookups_[*link].next_in_bucket;
+    if (*link == index) *link = lookup.next_in_bucket;
+}
+
+std::optional<LookupStatus> Resolver::start(std::string_view host, std::uint32_t waiter, std::uint64_t waiter_token,
+                                            AddressList& out, std::uint64_t now_ms) noexcept {
+    char name_buffer[dns::max_name];
+    std::uint8_t name_length = 0;
+    bool absolute = false;
+    if (!normalise(host, name_buffer, name_length, absolute) || waiter >= waiter_capacity_)
+        return LookupStatus::BadName;
+    std::string_view name(name_buffer, name_length);
+
+    if (auto entries = hosts_.find(name); !entries.empty()) {
+        dns::Reply a, aaaa;
+        for (const HostsEntry& entry : entries) add_address(entry.address.family() == AF_INET ? a : aaaa, entry.address);
+        fill(out, &a, &aaaa);
+        return LookupStatus::Found;
+    }
+    const dns::Reply* a = cache_.find(name, dns::QueryType::A, now_ms);
+    const dns::Reply* aaaa = cache_.find(name, dns::QueryType::AAAA, now_ms);
+    bool a_found = a && a->outcome == dns::Outcome::Addresses;
+    bool aaaa_found = aaaa && aaaa->outcome == dns::Outcome::Addresses;
+    if (a_found || aaaa_found) {
+        fill(out, a, aaaa);
+        return LookupStatus::Found;
+    }
+    if (a && aaaa)
+        return a->outcome == dns::Outcome::NoSuchName && aaaa->outcome == dns::Outcome::NoSuchName
+                   ? LookupStatus::NoSuchName
+                   : LookupStatus::NoAddress;
+
+    std::uint32_t index = find_lookup(name);
+    if (index == none) {
+        auto slot = lookups_.acquire();
+        if (!slot) return LookupStatus::Overloaded;
+        index = *slot;
+        Lookup& lookup = lookups_[index];
+        std::memcpy(lookup.name, name.data(), name.size());
+        lookup.name_length = name_length;
+        lookup.absolute = absolute;
+        lookup.deadline_ms = now_ms + timeout_ms_;
+        std::uint32_t& bucket = buckets_[bucket_of(name)];
+        lookup.next_in_bucket = bucket;
+        bucket = index;
+        next_candidate(lookup);
+        if (system_) {
+            std::uint64_t system_token = index | (static_cast<std::uint64_t>(lookups_.generation(index)) << 32);
+            if (!system_->submit(name, system_token)) {
+                unlink_lookup(index);
+                lookups_.release(index);
+                return LookupStatus::Overloaded;
+            }
         } else {
-            job.answer.error = rc == 0 ? EAI_NONAME : rc;
+            send_query(index, 0, now_ms);
+            send_query(index, 1, now_ms);
+            // Every try may have failed at once (no descriptor, no route).
+            if (auto status = verdict(index, now_ms)) {
+                finish(index, *status, now_ms);
+                return status;
+            }
         }
-        {
-            std::lock_guard lock(mutex_);
-            done_[(done_head_ + done_count_) % capacity_] = job;
-            ++done_count_;
+        arm(lookup.deadline_ms);
+    }
+    cancel(waiter);
+    Waiter& entry = waiters_[waiter];
+    Lookup& lookup = lookups_[index];
+    entry.token = waiter_token;
+    entry.lookup = index;
+    entry.prev = none;
+    entry.next = lookup.first_waiter;
+    if (entry.next != none) waiters_[entry.next].prev = waiter;
+    lookup.first_waiter = waiter;
+    return std::nullopt;
+}
+
+void Resolver::cancel(std::uint32_t waiter) noexcept {
+    if (waiter >= waiter_capacity_) return;
+    Waiter& entry = waiters_[waiter];
+    if (entry.lookup == none) return;
+    // The lookup carries on without this waiter: its answer still fills the cache.
+    if (entry.prev != none) waiters_[entry.prev].next = entry.next;
+    else lookups_[entry.lookup].first_waiter = entry.next;
+    if (entry.next != none) waiters_[entry.next].prev = entry.prev;
+    entry = Waiter{};
+}
+
+// The search list (resolv.conf(5)): a name with at least `ndots` dots is
+// asked as it is first, others after the search domains; a final dot means
+// only as it is.
+bool Resolver::next_candidate(Lookup& lookup) noexcept {
+    std::string_view name(lookup.name, lookup.name_length);
+    std::size_t domains = lookup.absolute ? 0 : resolv_.search.size();
+    bool as_is_first = lookup.absolute ||
+                       static_cast<std::size_t>(std::count(name.begin(), name.end(), '.')) >= resolv_.ndots;
+    while (lookup.candidate <= domains) {
+        std::size_t i = lookup.candidate++;
+        std::string_view suffix;
+        if (as_is_first) suffix = i == 0 ? std::string_view() : std::string_view(resolv_.search[i - 1]);
+        else suffix = i < domains ? std::string_view(resolv_.search[i]) : std::string_view();
+        std::size_t length = name.size() + (suffix.empty() ? 0 : suffix.size() + 1);
+        if (length > dns::max_name) continue;
+        std::memcpy(lookup.query_name, name.data(), name.size());
+        if (!suffix.empty()) {
+            lookup.query_name[name.size()] = '.';
+            std::memcpy(lookup.query_name + name.size() + 1, suffix.data(), suffix.size());
         }
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto written = ::write(event_fd_.get(), &one, sizeof one);
+        lookup.query_name_length = static_cast<std::uint8_t>(length);
+        return true;
+    }
+    return false;
+}
+
+void Resolver::release_query(Query& query) noexcept {
+    query.socket.reset();
+    if (query.tcp_buffer != no_buffer) free_tcp_buffers_ |= 1u << query.tcp_buffer;
+    query.tcp_buffer = no_buffer;
+    query.tcp = query.tcp_sending = false;
+    query.try_deadline_ms = 0;
+}
+
+void Resolver::finish_query(Query& query, const dns::Reply& reply) noexcept {
+    release_query(query);
+    query.reply = reply;
+    query.finished = true;
+}
+
+// Sends the next try over UDP, to the servers in turn, until one goes out or
+// the tries (attempts × servers) are used up.
+void Resolver::send_query(std::uint32_t index, int which, std::uint64_t now_ms) noexcept {
+    Lookup& lookup = lookups_[index];
+    Query& query = lookup.queries[which];
+    release_query(query);
+    std::size_t servers = resolv_.nameservers.size();
+    std::uint32_t max_tries = resolv_.attempts * static_cast<std::uint32_t>(servers);
+    std::string_view query_name(lookup.query_name, lookup.query_name_length);
+    while (query.tries < max_tries) {
+        const SocketAddress& server = resolv_.nameservers[query.tries % servers];
+        ++query.tries;
+        query.id = random_id();
+        std::uint8_t packet[dns::max_name + 32];
+        std::size_t length = dns::write_query(query.id, query_name, query_types[which], packet, sizeof packet);
+        // A connected socket of its own: a random source port, and the kernel
+        // drops datagrams from anyone but the server.
+        Fd socket(::socket(server.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        if (length == 0 || !socket || ::connect(socket.get(), server.get(), server.length) != 0 ||
+            ::send(socket.get(), packet, length, 0) != static_cast<ssize_t>(length) ||
+            !reactor_.add_input(socket.get(), token(index * 2 + which, lookups_.generation(index))))
+            continue;
+        query.socket = std::move(socket);
+        query.try_deadline_ms = now_ms + try_timeout_ms();
+        arm(query.try_deadline_ms);
+        return;
+    }
+    finish_query(query, dns::Reply{dns::Outcome::ServerFailure, 0, 0, {}});
+}
+
+void Resolver::try_failed(std::uint32_t index, int which, bool timed_out, std::uint64_t now_ms) noexcept {
+    lookups_[index].queries[which].timed_out |= timed_out;
+    send_query(index, which, now_ms);
+}
+
+// RFC 1035 §4.2.2 / RFC 7766: the same question to the same server over TCP,
+// each message behind a two-byte length.
+void Resolver::start_tcp(std::uint32_t index, int which, std::uint64_t now_ms) noexcept {
+    Lookup& lookup = lookups_[index];
+    Query& query = lookup.queries[which];
+    release_query(query);
+    if (free_tcp_buffers_ == 0) return try_failed(index, which, false, now_ms);
+    const SocketAddress& server = resolv_.nameservers[(query.tries - 1) % resolv_.nameservers.size()];
+    Fd socket(::socket(server.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!socket || (::connect(socket.get(), server.get(), server.length) != 0 && errno != EINPROGRESS) ||
+        !reactor_.add(socket.get(), token(index * 2 + which, lookups_.generation(index))))
+        return try_failed(index, which, false, now_ms);
+    query.tcp_buffer = static_cast<std::uint8_t>(__builtin_ctz(free_tcp_buffers_));
+    free_tcp_buffers_ &= ~(1u << query.tcp_buffer);
+    std::uint8_t* buffer = &tcp_buffers_[query.tcp_buffer * tcp_buffer_size];
+    std::size_t length = dns::write_query(query.id, {lookup.query_name, lookup.query_name_length},
+                                          query_types[which], buffer + 2, tcp_buffer_size - 2);
+    buffer[0] = static_cast<std::uint8_t>(length >> 8);
+    buffer[1] = static_cast<std::uint8_t>(length);
+    query.socket = std::move(socket);
+    query.tcp = query.tcp_sending = true;
+    query.tcp_done = 0;
+    query.try_deadline_ms = now_ms + try_timeout_ms();
+    arm(query.try_deadline_ms);
+}
+
+void Resolver::read_udp(std::uint32_t index, int which, std::uint64_t now_ms) noexcept {
+    Lookup& lookup = lookups_[index];
+    Query& query = lookup.queries[which];
+    std::uint8_t packet[4096];
+    while (true) {
+        ssize_t n = ::recv(query.socket.get(), packet, sizeof packet, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            // ECONNREFUSED and the like: ICMP says nobody serves DNS there.
+            return try_failed(index, which, false, now_ms);
+        }
+        dns::Reply reply = dns::read_reply(packet, static_cast<std::size_t>(n), query.id,
+                                           {lookup.query_name, lookup.query_name_length}, query_types[which]);
+        switch (reply.outcome) {
+        case dns::Outcome::NotOurs:
+        case dns::Outcome::Malformed: continue;  // a stray or forged datagram: keep waiting
+        case dns::Outcome::Truncated: return start_tcp(index, which, now_ms);
+        case dns::Outcome::ServerFailure:
+        case dns::Outcome::Refused: return try_failed(index, which, false, now_ms);
+        default: return finish_query(query, reply);
+        }
+    }
+}
+
+void Resolver::drive_tcp(std::uint32_t index, int which, std::uint64_t now_ms) noexcept {
+    Lookup& lookup = lookups_[index];
+    Query& query = lookup.queries[which];
+    std::uint8_t* buffer = &tcp_buffers_[query.tcp_buffer * tcp_buffer_size];
+    if (query.tcp_sending) {
+        std::uint32_t total = 2u + read16(buffer);
+        while (query.tcp_done < total) {
+            ssize_t n = ::send(query.socket.get(), buffer + query.tcp_done, total - query.tcp_done, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+                return try_failed(index, which, false, now_ms);
+            }
+            query.tcp_done += static_cast<std::uint32_t>(n);
+        }
+        query.tcp_sending = false;
+        query.tcp_done = 0;
+    }
+    while (true) {
+        ssize_t n = ::recv(query.socket.get(), buffer + query.tcp_done, tcp_buffer_size - query.tcp_done, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+            return try_failed(index, which, false, now_ms);
+        }
+        if (n == 0) return try_failed(index, which, false, now_ms);
+        query.tcp_done += static_cast<std::uint32_t>(n);
+        if (query.tcp_done < 2) continue;
+        std::uint32_t expected = read16(buffer);
+        if (2 + expected > tcp_buffer_size) return try_failed(index, which, false, now_ms);
+        if (query.tcp_done < 2 + expected) continue;
+        dns::Reply reply = dns::read_reply(buffer + 2, expected, query.id,
+                                           {lookup.query_name, lookup.query_name_length}, query_types[which]);
+        if (!cacheable(reply)) return try_failed(index, which, false, now_ms);
+        return finish_query(query, reply);
+    }
+}
+
+void Resolver::on_event(std::uint32_t index, std::uint32_t generation, std::uint32_t, std::uint64_t now_ms) noexcept {
+    if (index == system_index) return on_system_answers(now_ms);
+    if (index == watch_index) {
+        alignas(inotify_event) char events[4096];
+        std::string_view file_name(hosts_path_);
+        file_name.remove_prefix(file_name.rfind('/') == std::string_view::npos ? 0 : file_name.rfind('/') + 1);
+        bool changed = false;
+        ssize_t n;
+        while ((n = ::read(hosts_watch_.get(), events, sizeof events)) > 0) {
+            for (char* p = events; p < events + n;) {
+                auto* event = reinterpret_cast<inotify_event*>(p);
+                changed |= event->wd == hosts_file_watch_ ||
+                           (event->len != 0 && std::string_view(event->name) == file_name);
+                p += sizeof(inotify_event) + event->len;
+            }
+        }
+        if (!changed) return;
+        // Replaced by a rename: the new file needs a watch of its own.
+        hosts_file_watch_ = ::inotify_add_watch(hosts_watch_.get(), hosts_path_.c_str(), file_events);
+        load_hosts();
+        log_info("hosts file %s changed: %zu names", hosts_path_.c_str(), hosts_.size());
+        return;
+    }
+    std::uint32_t lookup_index = index / 2;
+    int which = static_cast<int>(index % 2);
+    if (!lookups_.live(lookup_index, generation)) return;
+    Query& query = lookups_[lookup_index].queries[which];
+    if (query.finished || !query.socket) return;
+    if (query.tcp) drive_tcp(lookup_index, which, now_ms);
+    else read_udp(lookup_index, which, now_ms);
+    settle(lookup_index, now_ms);
+}
+
+void Resolver::on_system_answers(std::uint64_t now_ms) noexcept {
+    system_->drain([&](const SystemResolver::Answer& answer) {
+        auto index = static_cast<std::uint32_t>(answer.token & 0xffffffff);
+        auto generation = static_cast<std::uint32_t>(answer.token >> 32);
+        if (!lookups_.live(index, generation)) return;
+        Lookup& lookup = lookups_[index];
+        finish_query(lookup.queries[0], answer.a);
+        finish_query(lookup.queries[1], answer.aaaa);
+        settle(index, now_ms);
+    });
+}
+
+std::optional<LookupStatus> Resolver::verdict(std::uint32_t index, std::uint64_t now_ms) noexcept {
+    Lookup& lookup = lookups_[index];
+    Query& a = lookup.queries[0];
+    Query& aaaa = lookup.queries[1];
+    bool found = (a.finished && a.reply.outcome == dns::Outcome::Addresses) ||
+                 (aaaa.finished && aaaa.reply.outcome == dns::Outcome::Addresses);
+    if (found) {
+        if (a.finished && aaaa.finished) return LookupStatus::Found;
+        if (lookup.settle_ms == 0) {
+            lookup.settle_ms = now_ms + resolution_delay_ms;
+            arm(lookup.settle_ms);
+        }
+        if (now_ms >= lookup.settle_ms) return LookupStatus::Found;
+        return std::nullopt;
+    }
+    if (!a.finished || !aaaa.finished) return std::nullopt;
+    if (!is_negative(a.reply) || !is_negative(aaaa.reply))
+        return a.timed_out || aaaa.timed_out ? LookupStatus::TimedOut : LookupStatus::ServerFailure;
+    lookup.saw_no_data |= a.reply.outcome == dns::Outcome::NoData || aaaa.reply.outcome == dns::Outcome::NoData;
+    if (!system_ && next_candidate(lookup)) {
+        for (Query& query : lookup.queries) query = Query{};
+        send_query(index, 0, now_ms);
+        send_query(index, 1, now_ms);
+        return verdict(index, now_ms);
+    }
+    return lookup.saw_no_data ? LookupStatus::NoAddress : LookupStatus::NoSuchName;
+}
+
+bool Resolver::settle(std::uint32_t index, std::uint64_t now_ms) noexcept {
+    auto status = verdict(index, now_ms);
+    if (status) finish(index, *status, now_ms);
+    return status.has_value();
+}
+
+void Resolver::finish(std::uint32_t index, LookupStatus status, std::uint64_t now_ms) noexcept {
+    Lookup& lookup = lookups_[index];
+    std::string_view name(lookup.name, lookup.name_length);
+    const dns::Reply* replies[2] = {nullptr, nullptr};
+    for (int which = 0; which < 2; ++which) {
+        Query& query = lookup.queries[which];
+        release_query(query);
+        if (!query.finished || !cacheable(query.reply)) continue;
+        replies[which] = &query.reply;
+        // Only a final answer speaks for the name as asked.
+        if (status == LookupStatus::Found || status == LookupStatus::NoSuchName || status == LookupStatus::NoAddress)
+            cache_.store(name, query_types[which], query.reply, now_ms);
+    }
+    AddressList addresses;
+    if (status == LookupStatus::Found) fill(addresses, replies[0], replies[1]);
+    char name_copy[dns::max_name];
+    std::memcpy(name_copy, lookup.name, lookup.name_length);
+    name = std::string_view(name_copy, lookup.name_length);
+    std::uint32_t first = lookup.first_waiter;
+    unlink_lookup(index);
+    lookups_.release(index);
+    // Detach every waiter before telling any, so a waiter that cancels
+    // another while being told finds it already gone.
+    for (std::uint32_t waiter = first; waiter != none; waiter = waiters_[waiter].next) waiters_[waiter].lookup = none;
+    for (std::uint32_t waiter = first; waiter != none;) {
+        Waiter entry = waiters_[waiter];
+        waiters_[waiter] = Waiter{};
+        deliver_(context_, entry.token, status, addresses, name);
+        waiter = entry.next;
+    }
+}
+
+void Resolver::expire(std::uint64_t now_ms) noexcept {
+    if (now_ms < next_due_ms_) return;
+    next_due_ms_ = UINT64_MAX;
+    for (std::uint32_t index = 0; index < lookups_.capacity(); ++index) {
+        if (!lookups_.in_use(index)) continue;
+        Lookup& lookup = lookups_[index];
+        for (int which = 0; which < 2; ++which) {
+            Query& query = lookup.queries[which];
+            if (!query.finished && query.try_deadline_ms != 0 && now_ms >= query.try_deadline_ms)
+                try_failed(index, which, true, now_ms);
+        }
+        if (settle(index, now_ms)) continue;
+        if (now_ms >= lookup.deadline_ms) {
+            finish(index, LookupStatus::TimedOut, now_ms);
+            continue;
+        }
+        arm(lookup.deadline_ms);
+        if (lookup.settle_ms != 0) arm(lookup.settle_ms);
+        for (const Query& query : lookup.queries)
+            if (query.try_deadline_ms != 0) arm(query.try_deadline_ms);
+    }
+}
+
+// Preferred family first, then alternating (RFC 8305 §4, First Address Family Count 1).
+void Resolver::fill(AddressList& out, const dns::Reply* a, const dns::Reply* aaaa) const noexcept {
+    out = AddressList{};
+    const dns::Reply* first = prefer_ipv6_ ? aaaa : a;
+    const dns::Reply* second = prefer_ipv6_ ? a : aaaa;
+    auto usable = [](const dns::Reply* reply) {
+        return reply && reply->outcome == dns::Outcome::Addresses ? reply->count : std::uint8_t{0};
+    };
+    std::uint8_t first_count = usable(first), second_count = usable(second);
+    std::uint8_t i = 0, j = 0;
+    while (out.count < AddressList::capacity && (i < first_count || j < second_count)) {
+        bool take_first = i < first_count && (j >= second_count || i <= j);
+        const dns::Reply* from = take_first ? first : second;
+        std::uint8_t& k = take_first ? i : j;
+        out.addresses[out.count] = from->addresses[k++];
+        if (from == aaaa) out.ipv6_mask = static_cast<std::uint8_t>(out.ipv6_mask | (1u << out.count));
+        ++out.count;
     }
 }
 

@@ -20,6 +20,8 @@ namespace cproxy {
 namespace {
 
 constexpr std::size_t tunnel_budget = 256 * 1024;
+// RFC 8305 §5: the recommended Connection Attempt Delay.
+constexpr std::uint64_t happy_eyeballs_delay_ms = 250;
 constexpr std::string_view connection_established = "HTTP/1.1 200 Connection established\r\n\r\n";
 
 bool would_block(int error) noexcept { return error == EAGAIN || error == EWOULDBLOCK; }
@@ -86,6 +88,22 @@ const char* reason_phrase(int status) noexcept {
     }
 }
 
+// An IP literal or the backend: the one address to connect to.
+void go_to_address(Session& s, const SocketAddress& address) noexcept {
+    s.destination = address;
+    s.target_port = address.port();
+    s.candidates = AddressList{};
+    s.candidates.count = 1;
+    if (address.family() == AF_INET6) {
+        s.candidates.ipv6_mask = 1;
+        std::memcpy(s.candidates.addresses[0].data(),
+                    &reinterpret_cast<const sockaddr_in6*>(address.get())->sin6_addr, 16);
+    } else {
+        std::memcpy(s.candidates.addresses[0].data(), &reinterpret_cast<const sockaddr_in*>(address.get())->sin_addr,
+                    4);
+    }
+}
+
 }  // namespace
 
 const char* end_reason_text(EndReason reason) noexcept {
@@ -101,6 +119,7 @@ const char* end_reason_text(EndReason reason) noexcept {
     case EndReason::ResolveFailed: return "resolve-failed";
     case EndReason::TimeoutHeader: return "timeout-header";
     case EndReason::TimeoutIdle: return "timeout-idle";
+    case EndReason::TimeoutResolve: return "timeout-resolve";
     case EndReason::TimeoutConnect: return "timeout-connect";
     case EndReason::TimeoutResponse: return "timeout-response";
     case EndReason::TimeoutTunnel: return "timeout-tunnel";
@@ -386,7 +405,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
                         EndReason::BadRequest);
         rewrite.path = head.target;
         if (host_fields == 0) rewrite.host = config_->backend->host;
-        s.destination = config_->backend->address;
+        go_to_address(s, config_->backend->address);
         step = start_upstream(index);
     } else if (forward::has_scheme(head.target)) {
         auto url = forward::parse_http_url(head.target);
@@ -429,33 +448,44 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
 
 Worker::Step Worker::route(std::uint32_t index, std::string_view host, std::uint16_t port) noexcept {
     Session& s = sessions_[index];
-    if (auto literal = parse_ip_literal(host, port)) {
-        s.destination = *literal;
-        return start_upstream(index);
-    }
-    SocketAddress cached;
-    switch (resolver_.lookup(host, now_ms_, cached)) {
-    case Resolver::CacheResult::Hit:
-        cached.set_port(port);
-        s.destination = cached;
-        return start_upstream(index);
-    case Resolver::CacheResult::Failed: {
-        char detail[320];
-        std::snprintf(detail, sizeof detail, "cannot resolve host '%.*s'", static_cast<int>(host.size()),
-                      host.data());
-        return fail(index, 502, detail, EndReason::ResolveFailed);
-    }
-    case Resolver::CacheResult::Miss: break;
-    }
-    std::uint64_t answer_token = index | (static_cast<std::uint64_t>(sessions_.generation(index)) << 32);
-    if (!resolver_.submit(host, answer_token))
-        return fail(index, host.size() > Resolver::max_name ? 400 : 503,
-                    host.size() > Resolver::max_name ? "host name too long" : "name resolution is overloaded",
-                    EndReason::ResolveFailed);
     s.target_port = port;
-    s.phase = Phase::Resolving;
-    s.phase_started_ms = now_ms_;
-    return Step::Progress;
+    if (auto literal = parse_ip_literal(host, port)) {
+        go_to_address(s, *literal);
+        return start_upstream(index);
+    }
+    std::uint64_t waiter_token = index | (static_cast<std::uint64_t>(sessions_.generation(index)) << 32);
+    auto status = resolver_.start(host, index, waiter_token, s.candidates, now_ms_);
+    if (!status) {
+        s.phase = Phase::Resolving;
+        s.phase_started_ms = now_ms_;
+        return Step::Progress;
+    }
+    return resolved(index, *status, host);
+}
+
+Worker::Step Worker::resolved(std::uint32_t index, LookupStatus status, std::string_view name) noexcept {
+    Session& s = sessions_[index];
+    const char* problem = nullptr;
+    switch (status) {
+    case LookupStatus::Found:
+        s.destination = s.candidates.at(0, s.target_port);
+        return start_upstream(index);
+    case LookupStatus::NoSuchName: problem = "no such name"; break;
+    case LookupStatus::NoAddress: problem = "it has no address"; break;
+    case LookupStatus::ServerFailure: problem = "the DNS server failed"; break;
+    case LookupStatus::TimedOut: break;
+    case LookupStatus::Overloaded:
+        return fail(index, 503, "name resolution is overloaded", EndReason::NoResources);
+    case LookupStatus::BadName: return fail(index, 400, "the host is not a valid name", EndReason::BadRequest);
+    }
+    char detail[320];
+    int shown = static_cast<int>(std::min<std::size_t>(name.size(), 255));
+    if (!problem) {
+        std::snprintf(detail, sizeof detail, "resolving host '%.*s' timed out", shown, name.data());
+        return fail(index, 504, detail, EndReason::TimeoutResolve);
+    }
+    std::snprintf(detail, sizeof detail, "cannot resolve host '%.*s': %s", shown, name.data(), problem);
+    return fail(index, 502, detail, EndReason::ResolveFailed);
 }
 
 Worker::Step Worker::start_upstream(std::uint32_t index) noexcept {
@@ -478,53 +508,104 @@ Worker::Step Worker::start_upstream(std::uint32_t index) noexcept {
     }
     s.phase = Phase::Connecting;
     s.phase_started_ms = now_ms_;
-    char where[64];
-    int fd = ::socket(s.destination.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        char detail[128];
-        std::snprintf(detail, sizeof detail, "cannot open an upstream socket: %s", std::strerror(errno));
-        return fail(index, 503, detail, EndReason::NoResources);
-    }
-    s.upstream.reset(fd);
-    s.upstream_address = s.destination;
-    s.upstream_can_read = s.upstream_can_write = false;
-    s.upstream_reusable = false;
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (::connect(fd, s.destination.get(), s.destination.length) != 0 && errno != EINPROGRESS) {
-        int error = errno;
-        close_upstream(s);
-        format_address(s.destination, where, sizeof where);
-        char detail[160];
-        std::snprintf(detail, sizeof detail, "connect %s: %s", where, std::strerror(error));
-        return fail(index, 502, detail, EndReason::ConnectFailed);
-    }
-    if (!reactor_.add(fd, token(index, true))) {
-        close_upstream(s);
-        return fail(index, 503, "cannot watch the upstream socket", EndReason::NoResources);
-    }
-    return Step::Progress;
+    s.connect_error = 0;
+    s.next_candidate = 0;
+    return connect_next(index);
 }
 
+// Starts a connection to the next candidate address in a free slot: the
+// upstream one, or the racer's while the first attempt is still pending.
+// Addresses that fail at once are skipped. With no address left and no
+// attempt pending, the request fails with the last error.
+Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    while (s.next_candidate < s.candidates.count && !(s.upstream && s.racer)) {
+        std::uint8_t candidate = s.next_candidate++;
+        SocketAddress address = s.candidates.at(candidate, s.target_port);
+        if (candidate != 0 && is_own_address(address)) continue;
+        bool racing = static_cast<bool>(s.upstream);
+        Fd socket(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        if (!socket) {
+            if (s.upstream || s.racer) return Step::Progress;  // the pending attempt may still win
+            char detail[128];
+            std::snprintf(detail, sizeof detail, "cannot open an upstream socket: %s", std::strerror(errno));
+            return fail(index, 503, detail, EndReason::NoResources);
+        }
+        int one = 1;
+        ::setsockopt(socket.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (::connect(socket.get(), address.get(), address.length) != 0 && errno != EINPROGRESS) {
+            s.connect_error = errno;
+            s.destination = address;
+            continue;
+        }
+        if (!reactor_.add(socket.get(), racing ? racer_token(index) : token(index, true))) {
+            s.connect_error = errno;
+            continue;
+        }
+        if (racing) {
+            s.racer = std::move(socket);
+            s.racer_candidate = candidate;
+            s.racer_can_write = false;
+        } else {
+            s.upstream = std::move(socket);
+            s.destination = s.upstream_address = address;
+            s.upstream_can_read = s.upstream_can_write = false;
+            s.upstream_reusable = false;
+        }
+        s.next_attempt_ms = s.next_candidate < s.candidates.count ? now_ms_ + happy_eyeballs_delay_ms : 0;
+        return Step::Progress;
+    }
+    if (s.upstream || s.racer) return Step::Progress;
+    char where[64];
+    format_address(s.destination, where, sizeof where);
+    char detail[160];
+    std::snprintf(detail, sizeof detail, "connect %s: %s", where, std::strerror(s.connect_error));
+    return fail(index, 502, detail, EndReason::ConnectFailed);
+}
+
+// Either attempt may finish first; the winner becomes the upstream connection
+// and the other is closed.
 Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
-    if (!s.upstream_can_write) return Step::Wait;
-    int error = 0;
-    socklen_t length = sizeof error;
-    ::getsockopt(s.upstream.get(), SOL_SOCKET, SO_ERROR, &error, &length);
-    if (error == EINPROGRESS || error == EALREADY) {
-        s.upstream_can_write = false;
-        return Step::Wait;
+    for (bool racing : {false, true}) {
+        Fd& socket = racing ? s.racer : s.upstream;
+        bool& can_write = racing ? s.racer_can_write : s.upstream_can_write;
+        if (!socket || !can_write) continue;
+        int error = 0;
+        socklen_t length = sizeof error;
+        ::getsockopt(socket.get(), SOL_SOCKET, SO_ERROR, &error, &length);
+        if (error == EINPROGRESS || error == EALREADY) {
+            can_write = false;
+            continue;
+        }
+        if (error != 0) {
+            s.connect_error = error;
+            if (racing) s.destination = s.candidates.at(s.racer_candidate, s.target_port);
+            socket.reset();
+            can_write = false;
+            Step step = connect_next(index);
+            if (s.phase != Phase::Connecting) return step;
+            continue;
+        }
+        if (racing) {
+            s.upstream = std::move(s.racer);
+            s.destination = s.upstream_address = s.candidates.at(s.racer_candidate, s.target_port);
+            s.racer_can_write = false;
+            s.upstream_can_read = false;
+            s.upstream_can_write = true;
+            s.upstream_reusable = false;
+            if (!reactor_.rewatch(s.upstream.get(), token(index, true), true)) {
+                close_upstream(s);
+                return fail(index, 503, "cannot watch the upstream socket", EndReason::NoResources);
+            }
+        } else {
+            s.racer.reset();
+            s.racer_can_write = false;
+        }
+        s.next_attempt_ms = 0;
+        return on_upstream_ready(index);
     }
-    if (error != 0) {
-        close_upstream(s);
-        char where[64];
-        format_address(s.destination, where, sizeof where);
-        char detail[160];
-        std::snprintf(detail, sizeof detail, "connect %s: %s", where, std::strerror(error));
-        return fail(index, 502, detail, EndReason::ConnectFailed);
-    }
-    return on_upstream_ready(index);
+    return Step::Wait;
 }
 
 Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
@@ -950,6 +1031,7 @@ Worker::Step Worker::tunnel(std::uint32_t index) noexcept {
 
 Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept {
     Session& s = sessions_[index];
+    if (s.phase == Phase::Resolving) resolver_.cancel(index);
     s.end = reason;
     ++counters_.failures;
     // A server-side failure is the operator's business; a client's mistake
@@ -1061,6 +1143,8 @@ Worker::Step Worker::linger(std::uint32_t index) noexcept {
 
 void Worker::close_upstream(Session& s) noexcept {
     s.upstream.reset();
+    s.racer.reset();
+    s.racer_can_write = false;
     s.upstream_can_read = s.upstream_can_write = false;
     s.upstream_reusable = false;
 }
@@ -1104,8 +1188,10 @@ Worker::Step Worker::close_session(std::uint32_t index, EndReason reason) noexce
     if (s.response) buffers_.release(s.response);
     s.request = s.response = nullptr;
     timers_.cancel(index);
+    if (s.phase == Phase::Resolving) resolver_.cancel(index);
     s.client.reset();
     s.upstream.reset();
+    s.racer.reset();
     sessions_.release(index);
     return Step::Closed;
 }

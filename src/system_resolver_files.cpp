@@ -92,4 +92,18 @@ std::vector<HostsEntry> parse_hosts(std::string_view text) {
     return entries;
 }
 
+void HostsTable::assign(std::vector<HostsEntry> entries) {
+    std::stable_sort(entries.begin(), entries.end(),
+                     [](const HostsEntry& a, const HostsEntry& b) { return a.name < b.name; });
+    entries_ = std::move(entries);
+}
+
+std::span<const HostsEntry> HostsTable::find(std::string_view name) const noexcept {
+    auto first = std::lower_bound(entries_.begin(), entries_.end(), name,
+                                  [](const HostsEntry& entry, std::string_view key) { return entry.name < key; });
+    auto last = first;
+    while (last != entries_.end() && last->name == name) ++last;
+    return {first, last};
+}
+
 }  // namespace cproxy

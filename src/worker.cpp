@@ -14,11 +14,10 @@ namespace cproxy {
 
 namespace {
 
-enum class TokenKind : std::uint64_t { Listener, Client, Upstream, ParkedUpstream, Resolver, Signal };
+enum class TokenKind : std::uint8_t { Listener, Client, Upstream, RacingUpstream, ParkedUpstream, Resolver, Signal };
 
 std::uint64_t make_token(TokenKind kind, std::uint32_t index, std::uint32_t generation) noexcept {
-    return static_cast<std::uint64_t>(kind) | (static_cast<std::uint64_t>(index) << 8) |
-           (static_cast<std::uint64_t>(generation) << 32);
+    return event_token(static_cast<std::uint8_t>(kind), index, generation);
 }
 
 std::uint64_t monotonic_ms() noexcept {
@@ -53,7 +52,8 @@ Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listen
       pipes_(limits.max_pipes),
       idle_upstreams_(limits.max_idle_upstreams),
       timers_(limits.max_connections, monotonic_ms()),
-      resolver_(2, 1024),
+      resolver_(config, reactor_, static_cast<std::uint8_t>(TokenKind::Resolver), limits.max_connections,
+                &Worker::deliver_lookup, this),
       access_log_(access_log_fd),
       splice_enabled_(config.splice),
       scratch_size_(std::max(buffer_size, limits.large_buffer_bytes)),
@@ -66,7 +66,6 @@ Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listen
         reactor_.add_input(listeners_[i].get(),
                            make_token(TokenKind::Listener, static_cast<std::uint32_t>(i), 0));
     }
-    reactor_.add_input(resolver_.event_fd(), make_token(TokenKind::Resolver, 0, 0));
     reactor_.add_input(signal_fd_.get(), make_token(TokenKind::Signal, 0, 0));
     retry_.reserve(limits.max_connections);
     retry_now_.reserve(limits.max_connections);
@@ -83,6 +82,10 @@ std::uint64_t Worker::token(std::uint32_t index, bool upstream) const noexcept {
                       sessions_.generation(index));
 }
 
+std::uint64_t Worker::racer_token(std::uint32_t index) const noexcept {
+    return make_token(TokenKind::RacingUpstream, index, sessions_.generation(index));
+}
+
 int Worker::run() {
     while (true) {
         now_ms_ = monotonic_ms();
@@ -91,6 +94,8 @@ int Worker::run() {
         }
         if (stopping_ && (sessions_.used() == 0 || now_ms_ >= shutdown_deadline_ms_)) return 0;
         int timeout = retry_.empty() ? timers_.next_timeout_ms(now_ms_, 1000) : 0;
+        int lookups_due = resolver_.ms_until_due(now_ms_);
+        if (lookups_due >= 0 && lookups_due < timeout) timeout = lookups_due;
         access_log_.flush_if_due(now_ms_);
         int log_due = access_log_.ms_until_due(now_ms_);
         if (log_due >= 0 && log_due < timeout) timeout = log_due;
@@ -99,25 +104,23 @@ int Worker::run() {
         for (int i = 0; i < count; ++i) {
             const epoll_event& event = reactor_.event(i);
             std::uint64_t data = event.data.u64;
-            auto kind = static_cast<TokenKind>(data & 0xff);
-            auto index = static_cast<std::uint32_t>((data >> 8) & 0xffffff);
-            auto generation = static_cast<std::uint32_t>(data >> 32);
+            auto kind = static_cast<TokenKind>(token_kind(data));
+            std::uint32_t index = token_index(data);
+            std::uint32_t generation = token_generation(data);
             switch (kind) {
             case TokenKind::Listener:
                 if (!stopping_) accept_clients(listeners_[index].get());
                 break;
             case TokenKind::Client: on_session_event(index, generation, false, event.events); break;
             case TokenKind::Upstream: on_session_event(index, generation, true, event.events); break;
+            case TokenKind::RacingUpstream: on_racer_event(index, generation, event.events); break;
             case TokenKind::ParkedUpstream: idle_upstreams_.drop(index, generation); break;
-            case TokenKind::Resolver:
-                resolver_.drain(now_ms_, [this](const Resolver::Answer& answer, std::string_view host) {
-                    on_resolved(answer, host);
-                });
-                break;
+            case TokenKind::Resolver: resolver_.on_event(index, generation, event.events, now_ms_); break;
             case TokenKind::Signal: signal_pending_ = true; break;
             }
         }
         run_retries();
+        resolver_.expire(now_ms_);
         timers_.expire(now_ms_, [this](std::uint32_t index) { on_timer(index); });
         idle_upstreams_.expire(now_ms_);
     }
@@ -136,6 +139,7 @@ void Worker::reconfigure(const Config& config, int access_log_fd) noexcept {
     config_ = &config;
     authenticator_ = Authenticator(config.auth);
     splice_enabled_ = config.splice;
+    resolver_.reconfigure(config);
     access_log_.set_fd(access_log_fd);
 }
 
@@ -253,6 +257,15 @@ void Worker::on_session_event(std::uint32_t index, std::uint32_t generation, boo
     drive(index);
 }
 
+// The second connection attempt of a Happy Eyeballs race.
+void Worker::on_racer_event(std::uint32_t index, std::uint32_t generation, std::uint32_t events) noexcept {
+    if (!sessions_.live(index, generation)) return;
+    Session& s = sessions_[index];
+    if (!s.racer) return;
+    s.racer_can_write |= (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
+    drive(index);
+}
+
 // A reusable upstream connection outlives its session in the pool, watched
 // for the server closing it while it waits.
 void Worker::park_upstream(Session& s) noexcept {
@@ -301,8 +314,13 @@ std::uint64_t Worker::deadline_for(const Session& s) const noexcept {
         if (s.head_started || !s.served_request)
             return s.phase_started_ms + config_->timeout_header_ms;
         return s.phase_started_ms + config_->timeout_idle_ms;
-    case Phase::Resolving:
-    case Phase::Connecting: return s.phase_started_ms + config_->timeout_connect_ms;
+    // The resolver ends its lookups at dns_timeout; this only backs it up.
+    case Phase::Resolving: return s.phase_started_ms + config_->dns_timeout_ms + 1000;
+    case Phase::Connecting:
+        // Happy Eyeballs: the next address is tried if none has connected by then.
+        if (s.next_attempt_ms != 0 && !s.racer && s.next_candidate < s.candidates.count)
+            return std::min(s.next_attempt_ms, s.phase_started_ms + config_->timeout_connect_ms);
+        return s.phase_started_ms + config_->timeout_connect_ms;
     case Phase::Exchanging:
         if (!s.response_head_done && s.request_complete && s.request_unsent == 0)
             return s.phase_started_ms + config_->timeout_response_ms;
@@ -345,7 +363,15 @@ void Worker::on_timer(std::uint32_t index) noexcept {
         close_session(index, s.served_request ? EndReason::TimeoutIdle : EndReason::TimeoutHeader);
         return;
     case Phase::Resolving:
+        resolver_.cancel(index);
+        fail_and_drive(index, 504, "resolving the host name timed out", EndReason::TimeoutResolve);
+        return;
     case Phase::Connecting:
+        if (now_ms_ < s.phase_started_ms + config_->timeout_connect_ms) {
+            s.next_attempt_ms = 0;
+            if (connect_next(index) != Step::Closed) drive(index);
+            return;
+        }
         close_upstream(s);
         fail_and_drive(index, 504, "the upstream connection was not established in time",
                        EndReason::TimeoutConnect);
@@ -372,22 +398,20 @@ void Worker::on_timer(std::uint32_t index) noexcept {
     }
 }
 
-void Worker::on_resolved(const Resolver::Answer& answer, std::string_view host) noexcept {
-    auto index = static_cast<std::uint32_t>(answer.token & 0xffffffff);
-    auto generation = static_cast<std::uint32_t>(answer.token >> 32);
+void Worker::deliver_lookup(void* worker, std::uint64_t token, LookupStatus status, const AddressList& addresses,
+                            std::string_view name) noexcept {
+    static_cast<Worker*>(worker)->on_lookup_done(token, status, addresses, name);
+}
+
+void Worker::on_lookup_done(std::uint64_t token, LookupStatus status, const AddressList& addresses,
+                            std::string_view name) noexcept {
+    auto index = static_cast<std::uint32_t>(token & 0xffffffff);
+    auto generation = static_cast<std::uint32_t>(token >> 32);
     if (!sessions_.live(index, generation)) return;
     Session& s = sessions_[index];
     if (s.phase != Phase::Resolving) return;
-    if (!answer.ok) {
-        char detail[320];
-        std::snprintf(detail, sizeof detail, "cannot resolve host '%.*s'",
-                      static_cast<int>(host.size()), host.data());
-        fail_and_drive(index, 502, detail, EndReason::ResolveFailed);
-        return;
-    }
-    s.destination = answer.address;
-    s.destination.set_port(s.target_port);
-    if (start_upstream(index) != Step::Closed) drive(index);
+    s.candidates = addresses;
+    if (resolved(index, status, name) != Step::Closed) drive(index);
 }
 
 bool Worker::is_own_address(const SocketAddress& address) const noexcept {

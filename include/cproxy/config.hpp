@@ -55,6 +55,15 @@ struct Config {
     std::string via = "cproxy";  // "" (no Via field)
     bool splice = true;
     bool trace = false;  // forward TRACE and answer it at Max-Forwards: 0
+    // Name resolution: the built-in stub resolver unless system_resolver.
+    std::vector<SocketAddress> dns_servers;  // empty: /etc/resolv.conf's
+    bool system_resolver = false;            // `resolver system`: getaddrinfo threads
+    std::uint32_t dns_timeout_ms = 5'000;    // a whole lookup
+    std::uint32_t dns_cache_size = 1000;     // names per worker; 0: no cache
+    std::uint32_t dns_min_ttl_s = 0;
+    std::uint32_t dns_max_ttl_s = 3600;
+    bool prefer_ipv6 = true;                 // the family Happy Eyeballs tries first
+    std::string hosts_file = "/etc/hosts";   // "" (off)
 
     Config() { connect_ports.set(443); }
 };

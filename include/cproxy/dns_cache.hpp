@@ -37,6 +37,9 @@ public:
     void store(std::string_view name, dns::QueryType type, const dns::Reply& reply,
                std::uint64_t now_ms) noexcept;
 
+    // New bounds apply to answers stored from now on.
+    void set_ttl_bounds(std::uint32_t min_ttl_s, std::uint32_t max_ttl_s) noexcept;
+
     std::uint64_t hits() const noexcept { return hits_; }
     std::uint64_t misses() const noexcept { return misses_; }
 

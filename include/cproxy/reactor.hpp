@@ -13,6 +13,20 @@
 
 namespace cproxy {
 
+// An event's token: what the descriptor belongs to (a kind the owner defines,
+// 8 bits), a slot index (24 bits) and the slot's generation (32 bits), so an
+// event for a slot's previous occupant is recognised and dropped.
+constexpr std::uint64_t event_token(std::uint8_t kind, std::uint32_t index, std::uint32_t generation) noexcept {
+    return kind | (static_cast<std::uint64_t>(index & 0xffffff) << 8) | (static_cast<std::uint64_t>(generation) << 32);
+}
+constexpr std::uint8_t token_kind(std::uint64_t token) noexcept { return static_cast<std::uint8_t>(token & 0xff); }
+constexpr std::uint32_t token_index(std::uint64_t token) noexcept {
+    return static_cast<std::uint32_t>((token >> 8) & 0xffffff);
+}
+constexpr std::uint32_t token_generation(std::uint64_t token) noexcept {
+    return static_cast<std::uint32_t>(token >> 32);
+}
+
 class Reactor {
 public:
     static constexpr int max_events = 256;
@@ -20,7 +34,7 @@ public:
     Reactor();  // throws std::system_error
     // Registers `fd` edge-triggered for in, out and peer shutdown; false on failure.
     bool add(int fd, std::uint64_t token) noexcept;
-    // Registers `fd` edge-triggered for input only (listeners, eventfd, signalfd).
+    // Registers `fd` edge-triggered for input only (listeners, eventfd, signalfd, UDP).
     bool add_input(int fd, std::uint64_t token) noexcept;
     // Re-registers a watched socket under a new token: for in, out and peer
     // shutdown like add(), or for input and peer shutdown only.

@@ -1,98 +1,182 @@
-// Name resolution that never blocks the event loop: a small pool of threads runs
-// getaddrinfo and hands answers back through an eventfd the loop watches, and a
-// short direct-mapped cache answers repeated names without leaving the loop.
-// The two queues are the one place cproxy takes a lock, and only for names that
-// miss the cache; IP literals never come here.
+// A worker's name resolution, inside its event loop: the hosts file, then the
+// cache, then DNS. The stub resolver asks the nameservers of /etc/resolv.conf
+// (or the `resolver` directive's) for A and AAAA records over UDP, one socket
+// per query so the source port is as random as the 16-bit ID, retries across
+// servers, asks again over TCP when a reply is truncated, and walks the search
+// list. Lookups of one name that overlap share one pair of queries; every
+// session waiting on it is told when it ends. With `resolver system` the
+// getaddrinfo(3) thread pool answers instead, behind the same cache.
+//
+// Fixed memory after construction: lookups live in a slab, waiters are the
+// callers' own slot indexes, TCP replies use a small pool of buffers.
 #pragma once
 
-#include <condition_variable>
+#include <array>
 #include <cstdint>
 #include <memory>
-#include <mutex>
+#include <optional>
+#include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "cproxy/address.hpp"
+#include "cproxy/config.hpp"
+#include "cproxy/dns_cache.hpp"
+#include "cproxy/dns_message.hpp"
 #include "cproxy/fd.hpp"
+#include "cproxy/reactor.hpp"
+#include "cproxy/slab.hpp"
+#include "cproxy/system_resolver.hpp"
+#include "cproxy/system_resolver_files.hpp"
 
 namespace cproxy {
 
+enum class LookupStatus : std::uint8_t {
+    Found,
+    NoSuchName,     // NXDOMAIN for every name of the search list
+    NoAddress,      // the name exists but has no A or AAAA record
+    ServerFailure,  // every server failed, refused or sent nonsense
+    TimedOut,       // dns_timeout passed, or every try went unanswered
+    Overloaded,     // no free lookup slot
+    BadName,        // not a valid host name
+};
+
+// A name's addresses in the order to try them: the preferred family first,
+// then the families alternating (RFC 8305 §4).
+struct AddressList {
+    static constexpr std::size_t capacity = dns::max_addresses;
+    std::uint8_t count = 0;
+    std::uint8_t ipv6_mask = 0;  // bit i: addresses[i] is IPv6
+    std::array<std::array<std::uint8_t, 16>, capacity> addresses{};
+
+    bool is_ipv6(std::size_t i) const noexcept { return (ipv6_mask >> i) & 1; }
+    SocketAddress at(std::size_t i, std::uint16_t port) const noexcept;
+};
+
 class Resolver {
 public:
-    static constexpr std::size_t max_name = 255;
-    static constexpr std::uint32_t positive_ttl_ms = 30'000;
-    static constexpr std::uint32_t negative_ttl_ms = 5'000;
+    // Called once per waiter when its lookup ends (never from inside start()),
+    // with the name as asked (lowercase, no final dot).
+    using Deliver = void (*)(void* context, std::uint64_t waiter_token, LookupStatus status,
+                             const AddressList& addresses, std::string_view name);
 
-    enum class CacheResult { Hit, Failed, Miss };
-    struct Answer {
-        std::uint64_t token;
-        bool ok;
-        SocketAddress address;  // port 0; the caller sets it
-        int error;              // getaddrinfo code when !ok
-    };
-
-    Resolver(unsigned threads, std::uint32_t queue_capacity);  // throws std::system_error
+    // `waiters`: callers name themselves by an index below it (a session
+    // slot). Events for the resolver's descriptors carry `token_kind`; pass
+    // them to on_event(). Reads resolv.conf and the hosts file; throws
+    // std::system_error when a descriptor cannot be made.
+    Resolver(const Config& config, Reactor& reactor, std::uint8_t token_kind, std::uint32_t waiters,
+             Deliver deliver, void* context);
     ~Resolver();
     Resolver(const Resolver&) = delete;
     Resolver& operator=(const Resolver&) = delete;
 
-    int event_fd() const noexcept { return event_fd_.get(); }
-    CacheResult lookup(std::string_view host, std::uint64_t now_ms, SocketAddress& out) const noexcept;
-    // Queues a lookup; false when the queue is full or the name too long.
-    bool submit(std::string_view host, std::uint64_t token) noexcept;
+    // The settings a reload may change: dns_timeout, TTL bounds, prefer_ipv6.
+    void reconfigure(const Config& config) noexcept;
 
-    // Called when event_fd is readable: caches every finished answer and passes it on.
-    template <class F>
-    void drain(std::uint64_t now_ms, F&& on_answer) {
-        std::uint64_t ignored;
-        while (::read(event_fd_.get(), &ignored, sizeof ignored) > 0) {}
-        while (true) {
-            Job job;
-            {
-                std::lock_guard lock(mutex_);
-                if (done_count_ == 0) break;
-                job = done_[done_head_];
-                done_head_ = (done_head_ + 1) % capacity_;
-                --done_count_;
-            }
-            --in_flight_;
-            std::string_view host(job.host, job.host_length);
-            remember(host, job.answer, now_ms);
-            on_answer(job.answer, host);
-        }
-    }
+    // Answers at once from the hosts file or the cache (fills `out` when
+    // Found), or registers `waiter` and returns nullopt: deliver() follows.
+    std::optional<LookupStatus> start(std::string_view host, std::uint32_t waiter, std::uint64_t waiter_token,
+                                      AddressList& out, std::uint64_t now_ms) noexcept;
+    // Forgets `waiter` (its session ended or gave up); no-op if not waiting.
+    void cancel(std::uint32_t waiter) noexcept;
+
+    void on_event(std::uint32_t index, std::uint32_t generation, std::uint32_t events,
+                  std::uint64_t now_ms) noexcept;
+    // Milliseconds until expire() has work (retries, deadlines), or -1.
+    int ms_until_due(std::uint64_t now_ms) const noexcept;
+    void expire(std::uint64_t now_ms) noexcept;
+
+    std::uint32_t lookups_in_flight() const noexcept { return lookups_.used(); }
+    std::uint64_t cache_hits() const noexcept { return cache_.hits(); }
+    std::uint64_t cache_misses() const noexcept { return cache_.misses(); }
 
 private:
-    struct Job {
-        char host[max_name + 1];
-        std::uint8_t host_length;
-        Answer answer;
-    };
-    struct CacheEntry {
-        char host[max_name + 1];
-        std::uint8_t host_length = 0;
-        bool ok = false;
-        std::uint64_t expires_ms = 0;
-        SocketAddress address;
-    };
-    static constexpr std::uint32_t cache_slots = 512;
+    static constexpr std::uint32_t none = UINT32_MAX;
+    static constexpr std::uint8_t no_buffer = 0xff;
 
-    void run() noexcept;
-    void remember(std::string_view host, const Answer& answer, std::uint64_t now_ms) noexcept;
+    // One question (A or AAAA) for the current name of a lookup.
+    struct Query {
+        Fd socket;
+        dns::Reply reply;
+        std::uint64_t try_deadline_ms = 0;
+        std::uint32_t tcp_done = 0;     // bytes of the TCP exchange sent, then received
+        std::uint16_t id = 0;
+        std::uint8_t tries = 0;
+        std::uint8_t tcp_buffer = no_buffer;
+        bool tcp = false;
+        bool tcp_sending = false;
+        bool finished = false;
+        bool timed_out = false;         // finished because no try was answered
+    };
 
-    Fd event_fd_;
-    std::uint32_t capacity_;
-    std::unique_ptr<Job[]> pending_;
-    std::unique_ptr<Job[]> done_;
-    std::uint32_t pending_head_ = 0, pending_count_ = 0;
-    std::uint32_t done_head_ = 0, done_count_ = 0;
-    std::uint32_t in_flight_ = 0;  // loop thread only: bounds both queues
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    bool stopping_ = false;
-    std::unique_ptr<CacheEntry[]> cache_;
-    std::vector<std::thread> threads_;
+    struct Lookup {
+        char name[dns::max_name];       // as asked: lowercase, no final dot
+        char query_name[dns::max_name]; // the search-list candidate being asked
+        std::uint8_t name_length = 0;
+        std::uint8_t query_name_length = 0;
+        std::uint8_t candidate = 0;     // next search-list candidate
+        bool absolute = false;          // asked with a final dot: no search list
+        bool saw_no_data = false;
+        Query queries[2];               // A, AAAA
+        std::uint64_t deadline_ms = 0;  // dns_timeout after the start
+        std::uint64_t settle_ms = 0;    // one family answered: wait this long for the other
+        std::uint32_t first_waiter = none;
+        std::uint32_t next_in_bucket = none;
+    };
+
+    struct Waiter {
+        std::uint64_t token = 0;
+        std::uint32_t lookup = none;
+        std::uint32_t prev = none;
+        std::uint32_t next = none;
+    };
+
+    std::uint32_t bucket_of(std::string_view name) const noexcept;
+    std::uint32_t find_lookup(std::string_view name) const noexcept;
+    void unlink_lookup(std::uint32_t index) noexcept;
+    bool next_candidate(Lookup& lookup) noexcept;
+    void send_query(std::uint32_t index, int which, std::uint64_t now_ms) noexcept;
+    void start_tcp(std::uint32_t index, int which, std::uint64_t now_ms) noexcept;
+    void try_failed(std::uint32_t index, int which, bool timed_out, std::uint64_t now_ms) noexcept;
+    void finish_query(Query& query, const dns::Reply& reply) noexcept;
+    void read_udp(std::uint32_t index, int which, std::uint64_t now_ms) noexcept;
+    void drive_tcp(std::uint32_t index, int which, std::uint64_t now_ms) noexcept;
+    void on_system_answers(std::uint64_t now_ms) noexcept;
+    // Ends the lookup if its queries say enough; true if it ended.
+    bool settle(std::uint32_t index, std::uint64_t now_ms) noexcept;
+    std::optional<LookupStatus> verdict(std::uint32_t index, std::uint64_t now_ms) noexcept;
+    void finish(std::uint32_t index, LookupStatus status, std::uint64_t now_ms) noexcept;
+    void release_query(Query& query) noexcept;
+    void arm(std::uint64_t deadline_ms) noexcept;
+    void fill(AddressList& out, const dns::Reply* a, const dns::Reply* aaaa) const noexcept;
+    void load_hosts() noexcept;
+    void watch_hosts() noexcept;
+    std::uint16_t random_id() noexcept;
+    std::uint32_t try_timeout_ms() const noexcept;
+    std::uint64_t token(std::uint32_t index, std::uint32_t generation) const noexcept;
+
+    Reactor& reactor_;
+    std::uint8_t token_kind_;
+    Deliver deliver_;
+    void* context_;
+    std::uint32_t timeout_ms_;
+    bool prefer_ipv6_;
+    ResolvConf resolv_;
+    std::string hosts_path_;
+    HostsTable hosts_;
+    Fd hosts_watch_;  // inotify on the hosts file and its directory
+    int hosts_file_watch_ = -1;
+    DnsCache cache_;
+    Slab<Lookup> lookups_;
+    std::vector<std::uint32_t> buckets_;
+    std::unique_ptr<Waiter[]> waiters_;
+    std::uint32_t waiter_capacity_;
+    std::unique_ptr<SystemResolver> system_;
+    std::unique_ptr<std::uint8_t[]> tcp_buffers_;
+    std::uint32_t free_tcp_buffers_ = 0;  // bit i: buffer i free
+    std::uint64_t next_due_ms_ = UINT64_MAX;
+    std::array<std::uint8_t, 256> random_{};
+    std::size_t random_used_ = sizeof random_;
 };
 
 }  // namespace cproxy

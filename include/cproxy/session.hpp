@@ -24,6 +24,7 @@
 #include "cproxy/buffer.hpp"
 #include "cproxy/fd.hpp"
 #include "cproxy/http_parser.hpp"
+#include "cproxy/resolver.hpp"
 #include "cproxy/tunnel.hpp"
 
 namespace cproxy {
@@ -56,6 +57,7 @@ enum class EndReason : std::uint8_t {
     ResolveFailed,
     TimeoutHeader,
     TimeoutIdle,
+    TimeoutResolve,
     TimeoutConnect,
     TimeoutResponse,
     TimeoutTunnel,
@@ -72,6 +74,7 @@ const char* end_reason_text(EndReason reason) noexcept;
 struct Session {
     Fd client;
     Fd upstream;
+    Fd racer;  // a second connection attempt racing `upstream` (Happy Eyeballs)
     Buffer* request = nullptr;   // bytes from the client, the head at its start
     Buffer* response = nullptr;  // bytes for the client
     http::RequestParser request_parser{head_limit};
@@ -81,10 +84,12 @@ struct Session {
     RelayDirection to_upstream;  // tunnel only
     RelayDirection to_client;    // tunnel, or a large response body
     SocketAddress client_address;
-    SocketAddress destination;       // where the current request goes
+    AddressList candidates;          // where the request may go, in the order to try
+    SocketAddress destination;       // where `upstream` connects (or last tried)
     SocketAddress upstream_address;  // where `upstream` is connected, kept for reuse
 
     std::uint64_t phase_started_ms = 0;  // head start, connect start, linger start
+    std::uint64_t next_attempt_ms = 0;   // when to race another address if none connected
     std::uint64_t last_activity_ms = 0;
     std::uint64_t request_started_ms = 0;
     std::uint64_t request_remaining = 0;   // Content-Length body bytes not yet classified
@@ -99,7 +104,10 @@ struct Session {
     // turns out closed (0: no replay possible).
     std::uint32_t replay_length = 0;
     std::uint16_t status = 0;
-    std::uint16_t target_port = 0;      // while the name is being resolved
+    std::uint16_t target_port = 0;      // the destination's port, while names become addresses
+    std::uint8_t next_candidate = 0;    // in `candidates`
+    std::uint8_t racer_candidate = 0;
+    int connect_error = 0;              // errno of the last attempt that failed
     Phase phase = Phase::ReadingHead;
     EndReason end = EndReason::Done;
     http::BodyKind request_body = http::BodyKind::None;
@@ -109,6 +117,7 @@ struct Session {
     bool client_can_write = false;
     bool upstream_can_read = false;
     bool upstream_can_write = false;
+    bool racer_can_write = false;
     bool head_started = false;       // bytes of a request head have arrived
     bool served_request = false;     // a request completed on this connection
     bool upstream_reused = false;

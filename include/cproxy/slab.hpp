@@ -41,6 +41,7 @@ public:
     }
 
     T& operator[](std::uint32_t index) noexcept { return slots_[index].value; }
+    const T& operator[](std::uint32_t index) const noexcept { return slots_[index].value; }
     std::uint32_t generation(std::uint32_t index) const noexcept { return slots_[index].generation; }
     bool live(std::uint32_t index, std::uint32_t generation) const noexcept {
         return index < capacity_ && slots_[index].in_use && slots_[index].generation == generation;

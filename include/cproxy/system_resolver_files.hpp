@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,5 +32,17 @@ struct HostsEntry {
 
 // One entry per name on each line, in file order (the first wins on lookup).
 std::vector<HostsEntry> parse_hosts(std::string_view text);
+
+// The hosts file's entries by name, for lookups without a scan.
+class HostsTable {
+public:
+    void assign(std::vector<HostsEntry> entries);
+    // Every entry for `name` (lowercase, without a final dot), in file order.
+    std::span<const HostsEntry> find(std::string_view name) const noexcept;
+    std::size_t size() const noexcept { return entries_.size(); }
+
+private:
+    std::vector<HostsEntry> entries_;  // sorted by name, file order kept within a name
+};
 
 }  // namespace cproxy

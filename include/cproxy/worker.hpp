@@ -1,7 +1,7 @@
 // One worker: an edge-triggered epoll loop that owns every session it accepts
 // and every resource those sessions use (slab, buffers, pipes, timers, resolver,
-// counters). Nothing in it is shared with another thread but the resolver's
-// hand-off queue.
+// counters). Nothing in it is shared with another thread but, with `resolver
+// system`, the getaddrinfo pool's hand-off queue.
 #pragma once
 
 #include <cstdint>
@@ -83,7 +83,11 @@ private:
     void on_session_event(std::uint32_t index, std::uint32_t generation, bool upstream,
                           std::uint32_t events) noexcept;
     void on_timer(std::uint32_t index) noexcept;
-    void on_resolved(const Resolver::Answer& answer, std::string_view host) noexcept;
+    void on_racer_event(std::uint32_t index, std::uint32_t generation, std::uint32_t events) noexcept;
+    static void deliver_lookup(void* worker, std::uint64_t token, LookupStatus status, const AddressList& addresses,
+                               std::string_view name) noexcept;
+    void on_lookup_done(std::uint64_t token, LookupStatus status, const AddressList& addresses,
+                        std::string_view name) noexcept;
     void run_retries() noexcept;
     void queue_retry(std::uint32_t index) noexcept;
     void update_deadline(std::uint32_t index) noexcept;
@@ -98,7 +102,9 @@ private:
     std::uint32_t request_head_room(const Session& s) const noexcept;
     Step on_request_head(std::uint32_t index, const http::RequestHead& head) noexcept;
     Step route(std::uint32_t index, std::string_view host, std::uint16_t port) noexcept;
+    Step resolved(std::uint32_t index, LookupStatus status, std::string_view name) noexcept;
     Step start_upstream(std::uint32_t index) noexcept;
+    Step connect_next(std::uint32_t index) noexcept;
     Step finish_connect(std::uint32_t index) noexcept;
     Step on_upstream_ready(std::uint32_t index) noexcept;
     Step exchange(std::uint32_t index) noexcept;
@@ -128,6 +134,7 @@ private:
     Step close_session(std::uint32_t index, EndReason reason) noexcept;
     bool is_own_address(const SocketAddress& address) const noexcept;
     std::uint64_t token(std::uint32_t index, bool upstream) const noexcept;
+    std::uint64_t racer_token(std::uint32_t index) const noexcept;
 
     const Config* config_;
     Authenticator authenticator_;
