@@ -200,6 +200,61 @@ TEST_CASE("config: option errors name the option and the problem") {
     CHECK(value_error({"--max-headers", "0"}).rfind("--max-headers:", 0) == 0);
     CHECK(value_error({"--user", "no-such-user-here"}) == "--user: no such user 'no-such-user-here'");
     CHECK(value_error({"--group", "no-such-group-here"}) == "--group: no such group 'no-such-group-here'");
+    CHECK(value_error({"--resolver", "dns.example"}) ==
+          "--resolver: 'dns.example' is not ADDR[:PORT] (an IP address; IPv6 as [ADDR]:PORT) or 'system'");
+    CHECK(value_error({"--resolver", "127.0.0.1:0"}).rfind("--resolver: '127.0.0.1:0'", 0) == 0);
+    CHECK(value_error({"--resolver", "127.0.0.1,"}).rfind("--resolver: ''", 0) == 0);
+    CHECK(value_error({"--resolver", "system", "--resolver", "127.0.0.1"}) ==
+          "--resolver: 'system' cannot be combined with server addresses");
+    CHECK(value_error({"--dns-timeout", "0"}).rfind("--dns-timeout:", 0) == 0);
+    CHECK(value_error({"--dns-cache-size", "-1"}).rfind("--dns-cache-size:", 0) == 0);
+    CHECK(value_error({"--dns-min-ttl", "1500ms"}).rfind("--dns-min-ttl: '1500ms' is not a whole number", 0) == 0);
+    CHECK(value_error({"--dns-max-ttl", "8d"}).rfind("--dns-max-ttl:", 0) == 0);
+    CHECK(value_error({"--dns-min-ttl", "2h", "--dns-max-ttl", "1h"}) ==
+          "--dns-min-ttl: dns_min_ttl is longer than dns_max_ttl (3600s)");
+    CHECK(value_error({"--prefer-ipv6", "yes"}).rfind("--prefer-ipv6:", 0) == 0);
+    CHECK(value_error({"--hosts-file", ""}).rfind("--hosts-file:", 0) == 0);
+}
+
+TEST_CASE("config: resolver directives") {
+    Config defaults = load({}).config;
+    CHECK(defaults.dns_servers.empty());
+    CHECK_FALSE(defaults.system_resolver);
+    CHECK(defaults.dns_timeout_ms == 5000);
+    CHECK(defaults.dns_cache_size == 1000);
+    CHECK(defaults.dns_min_ttl_s == 0);
+    CHECK(defaults.dns_max_ttl_s == 3600);
+    CHECK(defaults.prefer_ipv6);
+    CHECK(defaults.hosts_file == "/etc/hosts");
+
+    ScratchDirectory dir;
+    LoadedConfig loaded = load_file(dir,
+                                    "resolver 127.0.0.1:5353,[::1]\n"
+                                    "resolver 192.0.2.53\n"
+                                    "dns_timeout 2500ms\n"
+                                    "dns_cache_size 0\n"
+                                    "dns_min_ttl 0\n"
+                                    "dns_max_ttl 10m\n"
+                                    "prefer_ipv6 off\n"
+                                    "hosts_file off\n");
+    REQUIRE(loaded.errors.empty());
+    const Config& config = loaded.config;
+    REQUIRE(config.dns_servers.size() == 3);
+    CHECK(to_string(config.dns_servers[0]) == "127.0.0.1:5353");
+    CHECK(to_string(config.dns_servers[1]) == "[::1]:53");
+    CHECK(to_string(config.dns_servers[2]) == "192.0.2.53:53");
+    CHECK(config.dns_timeout_ms == 2500);
+    CHECK(config.dns_cache_size == 0);
+    CHECK(config.dns_min_ttl_s == 0);
+    CHECK(config.dns_max_ttl_s == 600);
+    CHECK_FALSE(config.prefer_ipv6);
+    CHECK(config.hosts_file.empty());
+
+    // The command line's resolver replaces the file's list.
+    LoadedConfig system = load_file(dir, "resolver 127.0.0.1\n", {"--resolver", "system"});
+    REQUIRE(system.errors.empty());
+    CHECK(system.config.system_resolver);
+    CHECK(system.config.dns_servers.empty());
 }
 
 TEST_CASE("config: a file sets every directive") {

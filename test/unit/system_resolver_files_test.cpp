@@ -55,3 +55,26 @@ TEST_CASE("resolver files: hosts") {
     CHECK(hosts[3].name == "ip6-localhost");
     CHECK(hosts[4].name == "db");
 }
+
+TEST_CASE("resolver files: the hosts table finds every address of a name, in file order") {
+    HostsTable table;
+    table.assign(parse_hosts(
+        "10.0.0.9 zeta\n"
+        "127.0.0.1 localhost origin.test\n"
+        "::1 localhost\n"
+        "192.0.2.1 alpha\n"
+        "127.0.0.2 localhost\n"));
+    CHECK(table.size() == 6);
+    auto localhost = table.find("localhost");
+    REQUIRE(localhost.size() == 3);
+    CHECK(to_string(localhost[0].address) == "127.0.0.1:0");
+    CHECK(to_string(localhost[1].address) == "[::1]:0");
+    CHECK(to_string(localhost[2].address) == "127.0.0.2:0");
+    REQUIRE(table.find("origin.test").size() == 1);
+    REQUIRE(table.find("zeta").size() == 1);
+    CHECK(table.find("local").empty());
+    CHECK(table.find("localhost2").empty());
+    CHECK(table.find("").empty());
+    table.assign({});
+    CHECK(table.find("localhost").empty());
+}
