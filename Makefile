@@ -153,9 +153,15 @@ build/loadgen: bench/loadgen.cpp
 	@echo "  CXX     $<"
 	$(Q)$(CXX) $(RELFLAGS) $(CPPFLAGS) $(CXXFLAGS) -o $@ $< $(LDFLAGS)
 
+# The benchmark's DNS server, for the resolved-name case.
+build/dns-responder: bench/dns_responder.cpp
+	@mkdir -p $(@D)
+	@echo "  CXX     $<"
+	$(Q)$(CXX) $(RELFLAGS) $(CPPFLAGS) $(CXXFLAGS) -o $@ $< $(LDFLAGS)
+
 # BENCH_QUICK=1, BENCH_RUNS=N and the other BENCH_* variables pass through
 # the environment; bench/run lists them.
-bench: cproxy build/loadgen
+bench: cproxy build/loadgen build/dns-responder
 	$(Q)bench/run
 
 bench-deps:
@@ -249,5 +255,5 @@ help:
 	@echo "Install with the PREFIX/SYSCONFDIR you built with: the default config"
 	@echo "path is compiled in ($(SYSCONFDIR)/cproxy/cproxy.conf)."
 
--include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) build/loadgen.d $(FUZZ_LIB:.o=.d) \
+-include $(REL_OBJ:.o=.d) $(SAN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) build/loadgen.d build/dns-responder.d $(FUZZ_LIB:.o=.d) \
          $(FUZZ_REPLAY:build/asan/fuzz/%-replay=build/asan/test/fuzz/%_fuzz.d)

@@ -61,6 +61,25 @@ CONF
     pids[direct]=$(cat "$work/nginx/nginx.pid")
 }
 
+# The benchmark's DNS server (bench/dns_responder.cpp) on a UDP port, next to
+# nginx on the load CPUs. Not a target: no case measures it.
+start_dns_responder() {  # start_dns_responder PORT
+    if ss -Hlun "sport = :$1" | grep -q .; then
+        echo "bench: UDP port $1 is in use; set BENCH_PORT to a free range" >&2
+        return 1
+    fi
+    taskset -c "$load_cpu" "$dns_responder" "$1" >"$work/dns-responder.out" 2>&1 &
+    pids[dns-responder]=$!
+    for _ in $(seq 200); do
+        grep -q '^listening' "$work/dns-responder.out" && return 0
+        kill -0 "${pids[dns-responder]}" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "bench: dns-responder did not listen on UDP port $1; its output:" >&2
+    cat "$work/dns-responder.out" >&2
+    return 1
+}
+
 # cproxy runs as the seed's benchmark ran the seed: Basic auth and a default
 # backend for origin-form requests; CONNECT may reach the backend's port.
 start_cproxy() {  # start_cproxy [EXTRA-OPTION...]

@@ -243,7 +243,7 @@ std::string apply_resolver(Config& config, std::string_view value) {
         config.system_resolver = true;
         return {};
     }
-    while (!value.empty()) {
+    while (true) {
         std::size_t comma = value.find(',');
         std::string_view item = value.substr(0, comma);
         value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
@@ -253,10 +253,8 @@ std::string apply_resolver(Config& config, std::string_view value) {
         if (!address)
             return quoted(item) + " is not ADDR[:PORT] (an IP address; IPv6 as [ADDR]:PORT) or 'system'";
         config.dns_servers.push_back(*address);
-        if (comma == std::string_view::npos) break;
+        if (comma == std::string_view::npos) return {};
     }
-    if (config.dns_servers.empty()) return "expected ADDR[:PORT],... or 'system'";
-    return {};
 }
 
 std::string apply_dns_cache_size(Config& config, std::string_view value) {
