@@ -594,6 +594,8 @@ TEST_CASE("integration: dns: TTLs are clamped to --dns-min-ttl and --dns-max-ttl
         Proxy p(proxy_args_dns(dns));
         const std::string auth = authority("zero.test", o.port());
         REQUIRE(fetch(p, auth).status() == 200);
+        // Not the same instant (lookups of one moment may share an answer).
+        std::this_thread::sleep_for(Ms(50));
         CHECK(fetch(p, auth).status() == 200);
         INFO(dns.describe());
         CHECK(dns.wait_count("zero.test", dns::A, 2, Ms(500)));
@@ -606,8 +608,8 @@ TEST_CASE("integration: dns: negative answers are cached for the SOA's negative 
     REQUIRE(in_netns());
     FakeDns dns;
     Origin o(static_origin("never"));
-    Proxy p(proxy_args_dns(dns));
-    auto twice = [&](const std::string& name) {
+    // Two requests for `name`; the queries seen after the first and after the second.
+    auto twice = [&](Proxy& p, const std::string& name) {
         const std::string auth = authority(name, o.port());
         auto f1 = fetch(p, auth);
         CHECK(f1.status() == 502);
@@ -619,38 +621,50 @@ TEST_CASE("integration: dns: negative answers are cached for the SOA's negative 
         std::this_thread::sleep_for(Ms(200));
         return std::pair{before, dns.count(name)};
     };
+    DnsScript nx;
+    nx.rcode = dns::NXDOMAIN;
+    nx.soa_minimum = 60;
     SECTION("NXDOMAIN with SOA minimum 60")
     {
-        DnsScript s;
-        s.rcode = dns::NXDOMAIN;
-        s.soa_minimum = 60;
-        dns.script("neg.test", s);
-        auto [before, after] = twice("neg.test");
+        Proxy p(proxy_args_dns(dns));
+        dns.script("neg.test", nx);
+        auto [before, after] = twice(p, "neg.test");
         INFO(dns.describe());
         CHECK(after == before);
     }
     SECTION("no data with SOA minimum 60")
     {
+        Proxy p(proxy_args_dns(dns));
         DnsScript s;
         s.soa_minimum = 60;
         dns.script("nodata.test", s);
-        auto [before, after] = twice("nodata.test");
+        auto [before, after] = twice(p, "nodata.test");
         INFO(dns.describe());
         CHECK(after == before);
     }
     SECTION("the SOA record's own TTL (1 s) caps the minimum field")
     {
-        DnsScript s;
-        s.rcode = dns::NXDOMAIN;
-        s.soa_minimum = 60;
+        Proxy p(proxy_args_dns(dns));
+        DnsScript s = nx;
         s.soa_ttl = 1;
         dns.script("shortneg.test", s);
-        auto [before, after] = twice("shortneg.test");
+        auto [before, after] = twice(p, "shortneg.test");
         CHECK(after == before);
         std::this_thread::sleep_for(Ms(1200));
         CHECK(fetch(p, authority("shortneg.test", o.port())).status() == 502);
         INFO(dns.describe());
         CHECK(dns.wait_count("shortneg.test", 0, before + 1, Ms(500)));
+    }
+    SECTION("--dns-max-ttl 1s clamps the negative TTL too")
+    {
+        Proxy p(proxy_args_dns(dns, {"--dns-max-ttl", "1s"}));
+        dns.script("maxneg.test", nx);
+        auto [before, after] = twice(p, "maxneg.test");
+        CHECK(after == before);
+        std::this_thread::sleep_for(Ms(1200));
+        CHECK(fetch(p, authority("maxneg.test", o.port())).status() == 502);
+        INFO(dns.describe());
+        CHECK(dns.wait_count("maxneg.test", 0, before + 1, Ms(500)));
     }
     CHECK(o.connections() == 0);
 }
@@ -680,6 +694,137 @@ TEST_CASE("integration: dns: concurrent lookups of one name share one query", "[
     CHECK(ok == 10);
     CHECK(dns.count("shared.test", dns::A) == 1);
     CHECK(dns.count("shared.test", dns::AAAA) == 1);
+}
+
+TEST_CASE("integration: dns: a client leaving during a lookup does not disturb the others",
+          "[integration][dns]")
+{
+    REQUIRE(in_netns());
+    FakeDns dns;
+    Origin o(static_origin("stayed"));
+    DnsScript s = a_record("127.0.0.1");
+    s.delay = Ms(500);
+    dns.script("leave.test", s);
+    Proxy p(proxy_args_dns(dns));
+    const std::string req = get_req(authority("leave.test", o.port()));
+    Conn leaver = p.connect();
+    REQUIRE(leaver.send_all(req));
+    REQUIRE(dns.wait_count("leave.test", dns::A, 1, Ms(1000)));
+    Conn stayer = p.connect();
+    REQUIRE(stayer.send_all(req));
+    std::this_thread::sleep_for(Ms(50));
+    leaver.close(); // gone while the lookup is pending
+    auto r = stayer.read_response(kWait);
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "stayed");
+    // The answer was cached although its first asker left.
+    auto f = fetch(p, authority("leave.test", o.port()));
+    CHECK(f.status() == 200);
+    CHECK(f.ms < 300);
+    INFO(dns.describe());
+    CHECK(dns.count("leave.test", dns::A) == 1);
+}
+
+TEST_CASE("integration: dns: many names looked up at once are all answered", "[integration][dns]")
+{
+    REQUIRE(in_netns());
+    FakeDns dns;
+    Origin o(static_origin("many"));
+    const int n = 40;
+    for (int i = 0; i < n; ++i) {
+        DnsScript s = a_record("127.0.0.1");
+        s.delay = Ms(100 + 5 * i);
+        dns.script("n" + std::to_string(i) + ".test", s);
+    }
+    Proxy p(proxy_args_dns(dns));
+    std::vector<Conn> clients;
+    for (int i = 0; i < n; ++i) {
+        clients.push_back(p.connect());
+        REQUIRE(clients.back().send_all(get_req(authority("n" + std::to_string(i) + ".test", o.port()))));
+    }
+    int ok = 0;
+    for (auto& c : clients) {
+        auto r = c.read_response(kWait);
+        if (r && r->status == 200 && r->body == "many")
+            ++ok;
+    }
+    INFO(dns.describe());
+    CHECK(ok == n);
+    for (int i = 0; i < n; ++i)
+        CHECK(dns.count("n" + std::to_string(i) + ".test", dns::A) == 1);
+}
+
+TEST_CASE("integration: dns: a reply with the wrong ID is ignored", "[integration][dns]")
+{
+    REQUIRE(in_netns());
+    FakeDns dns;
+    Origin o(static_origin("genuine"));
+    DnsScript s = a_record("127.0.0.1");
+    s.spoof_a = {"127.0.0.3"}; // nothing listens there: using it would give 502
+    s.delay = Ms(100);
+    dns.script("spoofed.test", s);
+    Proxy p(proxy_args_dns(dns));
+    auto f = fetch(p, authority("spoofed.test", o.port()));
+    INFO(dns.describe());
+    INFO("body: " << f.body());
+    CHECK(f.status() == 200);
+    CHECK(f.body() == "genuine");
+}
+
+TEST_CASE("integration: dns: CONNECT to a name goes through the resolver", "[integration][dns]")
+{
+    REQUIRE(in_netns());
+    FakeDns dns;
+    Origin echo(echo_origin());
+    dns.script("tunnel.test", a_record("127.0.0.1"));
+    Proxy p(proxy_args_dns(dns, {"--connect-ports", "any", "-v"}));
+    {
+        Conn c = p.connect();
+        const std::string auth = authority("tunnel.test", echo.port());
+        REQUIRE(c.send_all("CONNECT " + auth + " HTTP/1.1\r\nHost: " + auth + "\r\n\r\n"));
+        auto r = c.read_response(kWait, true);
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        REQUIRE(c.send_all("through the tunnel"));
+        auto back = c.read_exact(18);
+        REQUIRE(back);
+        CHECK(*back == "through the tunnel");
+    }
+    {
+        Conn c = p.connect();
+        const std::string auth = authority("notunnel.test", echo.port());
+        REQUIRE(c.send_all("CONNECT " + auth + " HTTP/1.1\r\nHost: " + auth + "\r\n\r\n"));
+        auto r = c.read_response(kWait, true);
+        REQUIRE(r);
+        CHECK(r->status == 502);
+    }
+    INFO(dns.describe());
+    CHECK(dns.count("tunnel.test", dns::A) >= 1);
+    CHECK(dns.count("notunnel.test") >= 1);
+    CHECK(end_reason(p, "notunnel.test") == "resolve-failed");
+}
+
+TEST_CASE("integration: dns: --dns-timeout 500ms: two tries of 250 ms, then 504", "[integration][dns][timeouts]")
+{
+    REQUIRE(in_netns());
+    FakeDns dns;
+    Origin o(static_origin("ok"));
+    DnsScript silent;
+    silent.silent = true;
+    dns.script("quiet.test", silent);
+    Proxy p(proxy_args_dns(dns, {"--dns-timeout", "500ms"}));
+    auto f = fetch(p, authority("quiet.test", o.port()));
+    INFO(dns.describe());
+    INFO("body: " << f.body());
+    CHECK(f.status() == 504);
+    CHECK(f.ms >= 400);
+    CHECK(f.ms < 1500);
+    auto a = dns.queries_for("quiet.test", dns::A);
+    REQUIRE(a.size() >= 2);
+    auto gap = std::chrono::duration_cast<Ms>(a[1].at - a[0].at).count();
+    CHECK(gap >= 200);
+    CHECK(gap <= 450);
 }
 
 // ------------------------------------------------------------ Happy Eyeballs
@@ -747,6 +892,23 @@ TEST_CASE("integration: dns: a refused IPv6 address moves on to IPv4 at once",
     INFO(dns.describe());
     CHECK(f.status() == 200);
     CHECK(f.body() == "v4 after refusal");
+    CHECK(f.ms < 250);
+}
+
+TEST_CASE("integration: dns: a refused address moves on to the next A record at once",
+          "[integration][dns][happy-eyeballs]")
+{
+    REQUIRE(in_netns());
+    FakeDns dns;
+    Origin o(static_origin("next address"));
+    DnsScript s;
+    s.a = {"127.0.0.2", "127.0.0.1"}; // nothing listens on 127.0.0.2:P
+    dns.script("two-a.test", s);
+    Proxy p(proxy_args_dns(dns));
+    auto f = fetch(p, authority("two-a.test", o.port()));
+    INFO(dns.describe());
+    CHECK(f.status() == 200);
+    CHECK(f.body() == "next address");
     CHECK(f.ms < 250);
 }
 
@@ -899,12 +1061,32 @@ TEST_CASE("integration: dns: without --resolver, /etc/resolv.conf's server and s
                                        "search example.test\n"
                                        "options ndots:1 timeout:1 attempts:2\n");
     FakeDns dns(53);
-    dns.script("www.example.test", a_record("127.0.0.1"));
     Origin o(static_origin("searched"));
     Proxy p(proxy_args());
-    auto f = fetch(p, authority("www", o.port()));
-    INFO(dns.describe());
-    CHECK(f.status() == 200);
-    CHECK(f.body() == "searched");
-    CHECK(dns.count("www.example.test", dns::A) >= 1);
+
+    SECTION("the search list completes a name without dots")
+    {
+        dns.script("www.example.test", a_record("127.0.0.1"));
+        auto f = fetch(p, authority("www", o.port()));
+        INFO(dns.describe());
+        CHECK(f.status() == 200);
+        CHECK(f.body() == "searched");
+        CHECK(dns.count("www.example.test", dns::A) >= 1);
+    }
+    SECTION("timeout:1 caps the wait before a try is sent again; attempts:2 allows it")
+    {
+        DnsScript s = a_record("127.0.0.1");
+        s.drop_first_udp = 1;
+        dns.script("lossy.example.test", s);
+        auto f = fetch(p, authority("lossy", o.port()));
+        INFO(dns.describe());
+        CHECK(f.status() == 200);
+        CHECK(f.ms < 2000);
+        auto a = dns.queries_for("lossy.example.test", dns::A);
+        REQUIRE(a.size() >= 2);
+        // 5 s / (2 attempts x 1 server) = 2.5 s, capped at resolv.conf's 1 s.
+        auto gap = std::chrono::duration_cast<Ms>(a[1].at - a[0].at).count();
+        CHECK(gap >= 700);
+        CHECK(gap <= 1500);
+    }
 }

@@ -211,6 +211,11 @@ void FakeDns::script(const std::string& name, DnsScript s)
         if (::inet_pton(AF_INET, a.c_str(), &x) != 1)
             throw std::runtime_error("fake dns: not an IPv4 literal: " + a);
     }
+    for (const auto& a : s.spoof_a) {
+        in_addr x{};
+        if (::inet_pton(AF_INET, a.c_str(), &x) != 1)
+            throw std::runtime_error("fake dns: not an IPv4 literal: " + a);
+    }
     for (const auto& a : s.aaaa) {
         in6_addr x{};
         if (::inet_pton(AF_INET6, a.c_str(), &x) != 1)
@@ -639,6 +644,26 @@ void FakeDns::handle(std::string_view msg, bool tcp, std::uint64_t conn, const s
         w.set16(8, 0);
     }
     record(true);
+    if (q.qtype == dns::A && !first.spoof_a.empty()) {
+        Writer f;
+        f.u16(q.id ^ 0x5A5Au);
+        f.out.append(w.out, 2, 2); // the real answer's flags
+        f.u16(1);
+        f.u16(static_cast<unsigned>(first.spoof_a.size()));
+        f.u16(0);
+        f.u16(0);
+        f.name(q.name);
+        f.u16(q.qtype);
+        f.u16(qclass);
+        for (const auto& a : first.spoof_a) {
+            unsigned char b[4];
+            ::inet_pton(AF_INET, a.c_str(), b);
+            auto at = f.begin_rr(q.name, dns::A, first.ttl);
+            f.out.append(reinterpret_cast<const char*>(b), 4);
+            f.end_rr(at);
+        }
+        pending_.push_back(Pending{q.at, tcp, conn, peer, std::move(f.out)});
+    }
     pending_.push_back(Pending{q.at + first.delay, tcp, conn, peer, std::move(w.out)});
 }
 

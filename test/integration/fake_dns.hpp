@@ -17,7 +17,9 @@
 //     the last name's script has soa_minimum);
 //   - script.truncate_udp: over UDP the same header with TC=1 and no records
 //     beyond the question; over TCP the full answer;
-//   - script.delay: the reply is sent that long after the query arrived.
+//   - script.delay: the reply is sent that long after the query arrived;
+//   - script.spoof_a: an A query first gets, at once, a reply with another ID
+//     and those addresses (an off-path forgery the client must ignore).
 // The delay, rcode, drop and truncation come from NAME's own script.
 #pragma once
 
@@ -64,6 +66,9 @@ struct DnsScript {
     int drop_first_udp = 0;         // per query type
     bool truncate_udp = false;
     bool silent = false;
+    // Before each A answer, at once, a forged reply with the wrong ID that
+    // carries these addresses instead (set a delay so it arrives first).
+    std::vector<std::string> spoof_a;
 };
 
 struct DnsQuery {
