@@ -1,5 +1,6 @@
 // Integration-test harness: the real cproxy binary, origin servers run by the
-// test on 127.0.0.1:0, raw socket clients and a command runner (for curl).
+// test on 127.0.0.1:0 (or ::1, 127.0.0.2, ...), raw socket clients, a command
+// runner (for curl) and a view of the namespace's TCP sockets (/proc/net).
 //
 // Contracts shared by everything here:
 //   - every wait is bounded by an explicit timeout (kWait unless told);
