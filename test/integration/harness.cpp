@@ -92,22 +92,35 @@ sockaddr_storage make_addr(const std::string& host, std::uint16_t port, socklen_
     return ss;
 }
 
+// Listening socket on host:port (port 0: any); returns fd and port.
+Fd listen_on(const std::string& host, int backlog, std::uint16_t& port)
+{
+    socklen_t len = 0;
+    sockaddr_storage a = make_addr(host, port, len);
+    Fd fd(::socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid())
+        throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), len) != 0 ||
+        ::listen(fd.get(), backlog) != 0)
+        throw std::runtime_error("bind/listen " + host + ":" + std::to_string(port) + ": " +
+                                 std::strerror(errno));
+    len = sizeof a;
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&a)->sin6_port
+                                         : reinterpret_cast<sockaddr_in*>(&a)->sin_port);
+    return fd;
+}
+
 // Listening socket on 127.0.0.1:0; returns fd and port.
 Fd listen_loopback(int backlog, std::uint16_t& port)
 {
-    Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd.valid())
-        throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-        ::listen(fd.get(), backlog) != 0)
-        throw std::runtime_error("bind/listen: " + std::string(std::strerror(errno)));
-    socklen_t len = sizeof a;
-    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-    return fd;
+    port = 0;
+    return listen_on("127.0.0.1", backlog, port);
+}
+
+std::string bracket(const std::string& host)
+{
+    return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
 
 } // namespace
@@ -576,6 +589,14 @@ Origin::Origin(Handler handler, int backlog) : handler_(std::move(handler))
     acceptor_ = std::thread([this] { accept_loop(); });
 }
 
+Origin::Origin(Handler handler, const std::string& host, std::uint16_t port, int backlog)
+    : handler_(std::move(handler)), host_(host), port_(port)
+{
+    listen_ = listen_on(host_, backlog, port_);
+    set_nonblocking(listen_.get());
+    acceptor_ = std::thread([this] { accept_loop(); });
+}
+
 Origin::~Origin()
 {
     stop_ = true;
@@ -611,7 +632,7 @@ void Origin::accept_loop()
         t.join();
 }
 
-std::string Origin::authority() const { return "127.0.0.1:" + std::to_string(port_); }
+std::string Origin::authority() const { return bracket(host_) + ":" + std::to_string(port_); }
 
 std::string Origin::url(std::string_view path) const
 {
@@ -728,23 +749,98 @@ Origin::Handler silent_origin()
     };
 }
 
-HangListener::HangListener()
+HangListener::HangListener() : HangListener("127.0.0.1") {}
+
+HangListener::HangListener(const std::string& host, std::uint16_t port) : host_(host), port_(port)
 {
-    listen_ = listen_loopback(0, port_);
+    listen_ = listen_on(host_, 0, port_);
+    socklen_t len = 0;
+    sockaddr_storage a = make_addr(host_, port_, len);
     // Fill the accept queue: connect until a connect stays pending.
     for (int i = 0; i < 16; ++i) {
-        Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = htons(port_);
-        int r = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+        Fd fd(::socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        int r = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), len);
         bool done = r == 0 || (poll_one(fd.get(), POLLOUT, Ms(100)) & POLLOUT);
         fillers_.push_back(std::move(fd));
         if (!done)
             return; // this one is stuck in SYN-SENT: the queue is full
     }
     throw std::runtime_error("HangListener: accept queue never filled");
+}
+
+namespace {
+
+// "0100007F:1F90" (/proc/net/tcp) or 32 hex digits + port (tcp6) as text.
+std::string proc_address(const std::string& hex, std::uint16_t& port)
+{
+    std::size_t colon = hex.find(':');
+    port = static_cast<std::uint16_t>(std::stoul(hex.substr(colon + 1), nullptr, 16));
+    std::string addr = hex.substr(0, colon);
+    unsigned char bytes[16] = {};
+    std::size_t words = addr.size() / 8;
+    for (std::size_t w = 0; w < words && w < 4; ++w) {
+        // Each 32-bit word is printed in host (little-endian) order.
+        auto v = static_cast<std::uint32_t>(std::stoul(addr.substr(w * 8, 8), nullptr, 16));
+        std::memcpy(bytes + w * 4, &v, 4);
+    }
+    char text[INET6_ADDRSTRLEN] = {};
+    if (words == 1) {
+        ::inet_ntop(AF_INET, bytes, text, sizeof text);
+        return std::string(text) + ":" + std::to_string(port);
+    }
+    ::inet_ntop(AF_INET6, bytes, text, sizeof text);
+    return "[" + std::string(text) + "]:" + std::to_string(port);
+}
+
+} // namespace
+
+std::vector<TcpSocketInfo> tcp_sockets()
+{
+    std::vector<TcpSocketInfo> out;
+    for (const char* path : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+        FILE* f = std::fopen(path, "r");
+        if (!f)
+            continue;
+        char line[512];
+        bool header = true;
+        while (std::fgets(line, sizeof line, f)) {
+            if (header) {
+                header = false;
+                continue;
+            }
+            char local[64], remote[64];
+            unsigned state = 0;
+            unsigned long inode = 0;
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            if (std::sscanf(line, " %*s %63s %63s %x %*s %*s %*s %*s %*s %lu", local, remote, &state,
+                            &inode) != 4)
+                continue;
+            TcpSocketInfo t;
+            std::uint16_t lp = 0;
+            t.local = proc_address(local, lp);
+            t.remote = proc_address(remote, t.remote_port);
+            t.state = static_cast<int>(state);
+            t.inode = inode;
+            out.push_back(std::move(t));
+        }
+        std::fclose(f);
+    }
+    return out;
+}
+
+std::vector<unsigned long> socket_inodes(pid_t pid)
+{
+    std::vector<unsigned long> out;
+    std::error_code ec;
+    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    for (auto it = std::filesystem::directory_iterator(dir, ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        std::error_code lec;
+        std::string target = std::filesystem::read_symlink(it->path(), lec).string();
+        if (!lec && target.rfind("socket:[", 0) == 0)
+            out.push_back(std::stoul(target.substr(8)));
+    }
+    return out;
 }
 
 // ------------------------------------------------------------------ processes

@@ -1,5 +1,6 @@
 // Integration-test harness: the real cproxy binary, origin servers run by the
-// test on 127.0.0.1:0, raw socket clients and a command runner (for curl).
+// test on 127.0.0.1:0 (or ::1, 127.0.0.2, ...), raw socket clients, a command
+// runner (for curl) and a view of the namespace's TCP sockets (/proc/net).
 //
 // Contracts shared by everything here:
 //   - every wait is bounded by an explicit timeout (kWait unless told);
@@ -192,21 +193,25 @@ Conn connect_to(std::uint16_t port, const std::string& host = "127.0.0.1", Ms ti
 
 // ------------------------------------------------------------------ origins
 
-// A TCP server on 127.0.0.1:0. Each accepted connection runs `handler` on its
-// own thread; the origin records every received byte, the connection count
-// and the requests its HTTP helpers parsed.
+// A TCP server on 127.0.0.1:0 (or on `host`:`port`, host a loopback literal
+// such as "::1" or "127.0.0.2"). Each accepted connection runs `handler` on
+// its own thread; the origin records every received byte, the connection
+// count and the requests its HTTP helpers parsed.
 class Origin {
 public:
     using Handler = std::function<void(Origin&, Conn&)>;
 
     explicit Origin(Handler handler, int backlog = 128);
+    // Throws std::runtime_error when host:port cannot be bound.
+    Origin(Handler handler, const std::string& host, std::uint16_t port = 0, int backlog = 128);
     ~Origin();
     Origin(const Origin&) = delete;
     Origin& operator=(const Origin&) = delete;
 
     std::uint16_t port() const noexcept { return port_; }
-    std::string authority() const; // "127.0.0.1:PORT"
-    std::string url(std::string_view path = "/") const; // "http://127.0.0.1:PORT/path"
+    const std::string& host() const noexcept { return host_; }
+    std::string authority() const; // "127.0.0.1:PORT", "[::1]:PORT"
+    std::string url(std::string_view path = "/") const; // "http://" + authority() + path
 
     std::size_t connections() const;
     std::string received() const;
@@ -225,6 +230,7 @@ private:
     void accept_loop();
 
     Handler handler_;
+    std::string host_ = "127.0.0.1";
     Fd listen_;
     std::uint16_t port_ = 0;
     std::atomic<bool> stop_{false};
@@ -256,17 +262,35 @@ Origin::Handler echo_origin();
 Origin::Handler silent_origin();
 
 // A listener whose accept queue is full and that never accepts: a connect()
-// to it stays pending (SYN dropped) until the connector gives up.
+// to it stays pending (SYN dropped) until the connector gives up. Binds
+// 127.0.0.1:0, or `host`:`port` (e.g. "::1"). One of its own filler sockets
+// stays in SYN-SENT toward it.
 class HangListener {
 public:
     HangListener();
+    explicit HangListener(const std::string& host, std::uint16_t port = 0);
     std::uint16_t port() const noexcept { return port_; }
+    const std::string& host() const noexcept { return host_; }
 
 private:
+    std::string host_ = "127.0.0.1";
     Fd listen_;
     std::vector<Fd> fillers_;
     std::uint16_t port_ = 0;
 };
+
+// One TCP socket from /proc/net/tcp or /proc/net/tcp6 of this namespace.
+struct TcpSocketInfo {
+    std::string local, remote; // "127.0.0.1:80", "[::1]:80"
+    std::uint16_t remote_port = 0;
+    int state = 0;             // the kernel's TCP_* number (2 = SYN-SENT)
+    unsigned long inode = 0;
+};
+inline constexpr int kTcpSynSent = 2;
+// Every TCP socket of this network namespace (IPv4 and IPv6).
+std::vector<TcpSocketInfo> tcp_sockets();
+// The socket inodes process `pid` holds open.
+std::vector<unsigned long> socket_inodes(pid_t pid);
 
 // ------------------------------------------------------------------ processes
 
