@@ -75,13 +75,13 @@ void DnsCache::store(std::string_view name, dns::QueryType type, const dns::Repl
         if (entry.expires_ms <= now_ms) break;
     }
     std::uint32_t ttl_s = std::clamp(reply.ttl, min_ttl_s_, max_ttl_s_);
+    // RFC 1035 §3.2.1: a TTL of zero is for this transaction only.
+    if (ttl_s == 0) return;
     victim->name_length = static_cast<std::uint8_t>(name.size());
     for (std::size_t i = 0; i < name.size(); ++i) victim->name[i] = lower(name[i]);
     victim->type = type;
     victim->reply = reply;
     victim->expires_ms = now_ms + static_cast<std::uint64_t>(ttl_s) * 1000;
-    // With min_ttl 0 a TTL of 0 still serves the lookups of this moment.
-    if (victim->expires_ms <= now_ms) victim->expires_ms = now_ms + 1;
 }
 
 }  // namespace cproxy

@@ -3,8 +3,9 @@
 //
 // Fixed memory, allocated once: a set-associative table (4 ways per set); a
 // new answer replaces an expired entry of its set, else the one that expires
-// soonest. TTLs are clamped to [min_ttl, max_ttl] (dns_min_ttl/dns_max_ttl) so
-// a zero TTL still spares the server a burst, and a huge one is not trusted.
+// soonest. TTLs are clamped to [min_ttl, max_ttl] (dns_min_ttl/dns_max_ttl), so
+// a short TTL can be stretched to spare the server and a huge one is not
+// trusted; an answer whose clamped TTL is zero is not kept.
 #pragma once
 
 #include <cstdint>

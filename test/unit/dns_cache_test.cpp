@@ -83,3 +83,17 @@ TEST_CASE("dns cache: a full cache makes room with the entry expiring soonest") 
     none.store("x.test", dns::QueryType::A, addresses(1, 60), 0);
     CHECK_FALSE(none.find("x.test", dns::QueryType::A, 0));
 }
+
+TEST_CASE("dns cache: a TTL of zero is not kept unless dns_min_ttl stretches it") {
+    dns::Reply reply;
+    reply.outcome = dns::Outcome::Addresses;
+    reply.count = 1;
+    reply.ttl = 0;
+    DnsCache trusting(64, 0, 3600);
+    trusting.store("zero.test", dns::QueryType::A, reply, 1000);
+    CHECK_FALSE(trusting.find("zero.test", dns::QueryType::A, 1000));
+    DnsCache stretching(64, 2, 3600);
+    stretching.store("zero.test", dns::QueryType::A, reply, 1000);
+    CHECK(stretching.find("zero.test", dns::QueryType::A, 2999));
+    CHECK_FALSE(stretching.find("zero.test", dns::QueryType::A, 3000));
+}
