@@ -237,7 +237,10 @@ std::string apply_via(Config& config, std::string_view value) {
     return {};
 }
 
-// `resolver ADDR[:PORT],...` or `resolver system`.
+// `resolver ADDR[:PORT],...` or `resolver system`. A few servers are plenty:
+// each one is waited for in turn when the ones before it are silent.
+constexpr std::size_t max_dns_servers = 8;
+
 std::string apply_resolver(Config& config, std::string_view value) {
     if (value == "system") {
         config.system_resolver = true;
@@ -252,6 +255,8 @@ std::string apply_resolver(Config& config, std::string_view value) {
                                                          : std::nullopt;
         if (!address)
             return quoted(item) + " is not ADDR[:PORT] (an IP address; IPv6 as [ADDR]:PORT) or 'system'";
+        if (config.dns_servers.size() == max_dns_servers)
+            return "more than " + std::to_string(max_dns_servers) + " servers";
         config.dns_servers.push_back(*address);
         if (comma == std::string_view::npos) return {};
     }

@@ -9,11 +9,6 @@ namespace {
 
 char lower(char c) noexcept { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 
-std::string_view without_final_dot(std::string_view name) noexcept {
-    if (!name.empty() && name.back() == '.') name.remove_suffix(1);
-    return name;
-}
-
 bool same_name(const DnsCache::Entry& entry, std::string_view name) noexcept {
     if (entry.name_length != name.size()) return false;
     for (std::size_t i = 0; i < name.size(); ++i)
@@ -41,8 +36,7 @@ std::uint32_t DnsCache::set_of(std::string_view name, dns::QueryType type) const
 }
 
 const dns::Reply* DnsCache::find(std::string_view name, dns::QueryType type, std::uint64_t now_ms) noexcept {
-    name = without_final_dot(name);
-    if (sets_ == 0 || name.size() > dns::max_name) return nullptr;
+    if (sets_ == 0 || name.size() > max_key) return nullptr;
     Entry* set = &entries_[static_cast<std::size_t>(set_of(name, type)) * ways];
     for (std::uint32_t way = 0; way < ways; ++way) {
         Entry& entry = set[way];
@@ -57,8 +51,7 @@ const dns::Reply* DnsCache::find(std::string_view name, dns::QueryType type, std
 
 void DnsCache::store(std::string_view name, dns::QueryType type, const dns::Reply& reply,
                      std::uint64_t now_ms) noexcept {
-    name = without_final_dot(name);
-    if (sets_ == 0 || name.empty() || name.size() > dns::max_name) return;
+    if (sets_ == 0 || name.empty() || name.size() > max_key) return;
     if (reply.outcome != dns::Outcome::Addresses && reply.outcome != dns::Outcome::NoData &&
         reply.outcome != dns::Outcome::NoSuchName)
         return;

@@ -26,9 +26,9 @@ using namespace cproxy;
 
 namespace {
 
-// Descriptors kept out of the session budget: listeners, epoll, signalfd,
-// eventfd, the spare, stdio, the resolver's lookups.
-constexpr std::uint64_t reserved_descriptors = 64;
+// Descriptors kept out of the session budget: listeners, epoll, signalfd, the
+// spare, stdio, log files, and the resolver's query sockets.
+constexpr std::uint64_t reserved_descriptors = 64 + Resolver::max_descriptors;
 
 std::uint64_t raise_descriptor_limit() {
     rlimit limit{};
@@ -120,10 +120,7 @@ void keep_start_up_settings(const Config& running, Config& next) {
     keep(next.group != running.group, "group");
     keep(next.pid_file != running.pid_file, "pid_file");
     keep(next.max_header_size != running.max_header_size, "max_header_size");
-    keep(next.dns_servers.size() != running.dns_servers.size() ||
-             !std::equal(next.dns_servers.begin(), next.dns_servers.end(), running.dns_servers.begin()) ||
-             next.system_resolver != running.system_resolver,
-         "resolver");
+    keep(next.system_resolver != running.system_resolver, "resolver system");
     keep(next.dns_cache_size != running.dns_cache_size, "dns_cache_size");
     keep(next.hosts_file != running.hosts_file, "hosts_file");
     next.listen = running.listen;
@@ -132,8 +129,10 @@ void keep_start_up_settings(const Config& running, Config& next) {
     next.group = running.group;
     next.pid_file = running.pid_file;
     next.max_header_size = running.max_header_size;
-    next.dns_servers = running.dns_servers;
-    next.system_resolver = running.system_resolver;
+    if (next.system_resolver != running.system_resolver) {
+        next.dns_servers = running.dns_servers;
+        next.system_resolver = running.system_resolver;
+    }
     next.dns_cache_size = running.dns_cache_size;
     next.hosts_file = running.hosts_file;
     if (!kept.empty()) log_warning("reload: %s changed but take effect only at a restart", kept.c_str());

@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "cproxy/log.hpp"
+#include "cproxy/system_resolver.hpp"
 
 namespace cproxy {
 
@@ -22,16 +23,19 @@ namespace {
 constexpr std::uint32_t system_index = 0xffffff;
 constexpr std::uint32_t watch_index = 0xfffffe;
 
-constexpr std::uint32_t max_lookups = 1024;
 constexpr std::uint32_t min_try_ms = 250;
 // RFC 8305 §3: once one family has answered, how long to wait for the other.
 constexpr std::uint64_t resolution_delay_ms = 50;
+// How long a family whose servers failed is left alone when the other has addresses.
+constexpr std::uint32_t failed_family_ttl_s = 30;
 // A reply over TCP may be larger than a datagram; more than this is refused.
 constexpr std::uint32_t tcp_buffer_count = 8;
 constexpr std::uint32_t tcp_buffer_size = 16 * 1024;
 
-constexpr std::uint32_t file_events = IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
-constexpr std::uint32_t directory_events = IN_CREATE | IN_MOVED_TO | IN_DELETE | IN_MOVED_FROM;
+// A file is read once written and closed, or once renamed into place; never
+// half-written.
+constexpr std::uint32_t file_events = IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF;
+constexpr std::uint32_t directory_events = IN_CLOSE_WRITE | IN_MOVED_TO;
 
 constexpr dns::QueryType query_types[2] = {dns::QueryType::A, dns::QueryType::AAAA};
 
@@ -115,7 +119,7 @@ SocketAddress AddressList::at(std::size_t i, std::uint16_t port) const noexcept 
 }
 
 Resolver::Resolver(const Config& config, Reactor& reactor, std::uint8_t token_kind, std::uint32_t waiters,
-                   Deliver deliver, void* context)
+                   Deliver deliver, void* context, std::uint64_t now_ms)
     : reactor_(reactor),
       token_kind_(token_kind),
       deliver_(deliver),
@@ -125,6 +129,7 @@ Resolver::Resolver(const Config& config, Reactor& reactor, std::uint8_t token_ki
       hosts_path_(config.system_resolver ? std::string() : config.hosts_file),
       cache_(config.dns_cache_size * 2, config.dns_min_ttl_s, config.dns_max_ttl_s),
       lookups_(std::clamp(waiters, 16u, max_lookups)),
+      timers_(lookups_.capacity(), now_ms),
       buckets_(static_cast<std::size_t>(lookups_.capacity()) * 2, none),
       waiters_(std::make_unique<Waiter[]>(waiters)),
       waiter_capacity_(waiters),
@@ -134,14 +139,8 @@ Resolver::Resolver(const Config& config, Reactor& reactor, std::uint8_t token_ki
         system_ = std::make_unique<SystemResolver>(2, lookups_.capacity());
         if (!reactor_.add_input(system_->event_fd(), token(system_index, 0)))
             throw std::system_error(errno, std::generic_category(), "epoll_ctl");
-    } else if (config.dns_servers.empty()) {
-        std::string text;
-        read_file("/etc/resolv.conf", text);
-        resolv_ = parse_resolv_conf(text);
-    } else {
-        // Servers named in the configuration stand alone: no search list.
-        resolv_.nameservers = config.dns_servers;
     }
+    load_resolv_conf(config);
     if (!hosts_path_.empty()) {
         watch_hosts();
         load_hosts();
@@ -150,10 +149,25 @@ Resolver::Resolver(const Config& config, Reactor& reactor, std::uint8_t token_ki
 
 Resolver::~Resolver() = default;
 
-void Resolver::reconfigure(const Config& config) noexcept {
+// With servers named in the configuration, resolv.conf is not read: no search
+// list, and the C library's default attempts and timeout.
+void Resolver::load_resolv_conf(const Config& config) {
+    if (system_) return;
+    if (config.dns_servers.empty()) {
+        std::string text;
+        read_file("/etc/resolv.conf", text);
+        resolv_ = parse_resolv_conf(text);
+    } else {
+        resolv_ = ResolvConf{};
+        resolv_.nameservers = config.dns_servers;
+    }
+}
+
+void Resolver::reconfigure(const Config& config) {
     timeout_ms_ = config.dns_timeout_ms;
     prefer_ipv6_ = config.prefer_ipv6;
     cache_.set_ttl_bounds(config.dns_min_ttl_s, config.dns_max_ttl_s);
+    load_resolv_conf(config);
 }
 
 std::uint64_t Resolver::token(std::uint32_t index, std::uint32_t generation) const noexcept {
@@ -185,11 +199,38 @@ std::uint16_t Resolver::random_id() noexcept {
     return id;
 }
 
-void Resolver::arm(std::uint64_t deadline_ms) noexcept { next_due_ms_ = std::min(next_due_ms_, deadline_ms); }
+int Resolver::ms_until_due(std::uint64_t now_ms, int cap_ms) const noexcept {
+    return timers_.next_timeout_ms(now_ms, cap_ms);
+}
 
-int Resolver::ms_until_due(std::uint64_t now_ms) const noexcept {
-    if (next_due_ms_ == UINT64_MAX) return -1;
-    return next_due_ms_ <= now_ms ? 0 : static_cast<int>(std::min<std::uint64_t>(next_due_ms_ - now_ms, 60'000));
+// A lookup's timer is its earliest moment of interest: a try's deadline, the
+// end of the resolution delay, or the lookup's own deadline.
+void Resolver::rearm(std::uint32_t index) noexcept {
+    const Lookup& lookup = lookups_[index];
+    std::uint64_t due = lookup.deadline_ms;
+    if (lookup.resolution_delay_until_ms != 0 && !lookup.delivered)
+        due = std::min(due, lookup.resolution_delay_until_ms);
+    for (const Query& query : lookup.queries)
+        if (query.try_deadline_ms != 0) due = std::min(due, query.try_deadline_ms);
+    timers_.arm(index, due);
+}
+
+void Resolver::expire(std::uint64_t now_ms) noexcept {
+    timers_.expire(now_ms, [&](std::uint32_t index) { on_lookup_timer(index, now_ms); });
+}
+
+void Resolver::on_lookup_timer(std::uint32_t index, std::uint64_t now_ms) noexcept {
+    Lookup& lookup = lookups_[index];
+    for (int which = 0; which < 2; ++which) {
+        Query& query = lookup.queries[which];
+        if (!query.finished && query.try_deadline_ms != 0 && now_ms >= query.try_deadline_ms)
+            try_failed(index, which, true, now_ms);
+    }
+    if (settle(index, now_ms)) return;
+    // Past the deadline, a lookup already answered with one family just stops asking.
+    if (now_ms >= lookup.deadline_ms)
+        return finish(index, lookup.delivered ? LookupStatus::Found : LookupStatus::TimedOut, now_ms);
+    rearm(index);
 }
 
 // ------------------------------------------------------------ hosts file
@@ -207,48 +248,76 @@ void Resolver::watch_hosts() noexcept {
     reactor_.add_input(hosts_watch_.get(), token(watch_index, 0));
 }
 
+// A file that cannot be read (being replaced, say) leaves the table as it was.
 void Resolver::load_hosts() noexcept {
     std::string text;
     try {
-        if (!read_file(hosts_path_, text)) {
-            hosts_.assign({});
-            return;
-        }
+        if (!read_file(hosts_path_, text)) return;
         hosts_.assign(parse_hosts(text));
     } catch (const std::exception& error) {
         log_warning("hosts file %s: %s", hosts_path_.c_str(), error.what());
     }
 }
 
-// ------------------------------------------------------------ lookups
-
-std::uint32_t Resolver::bucket_of(std::string_view name) const noexcept {
-    return hash_name(name) % static_cast<std::uint32_t>(buckets_.size());
+void Resolver::on_hosts_changed() noexcept {
+    alignas(inotify_event) char events[4096];
+    std::string_view file_name(hosts_path_);
+    if (std::size_t slash = file_name.rfind('/'); slash != std::string_view::npos) file_name.remove_prefix(slash + 1);
+    bool changed = false;
+    ssize_t n;
+    while ((n = ::read(hosts_watch_.get(), events, sizeof events)) > 0) {
+        for (char* p = events; p < events + n;) {
+            auto* event = reinterpret_cast<inotify_event*>(p);
+            changed |= event->wd == hosts_file_watch_ || (event->mask & IN_Q_OVERFLOW) != 0 ||
+                       (event->len != 0 && std::string_view(event->name) == file_name);
+            p += sizeof(inotify_event) + event->len;
+        }
+    }
+    if (!changed) return;
+    // Replaced by a rename: the new file needs a watch of its own.
+    hosts_file_watch_ = ::inotify_add_watch(hosts_watch_.get(), hosts_path_.c_str(), file_events);
+    load_hosts();
+    log_info("hosts file %s read: %zu names", hosts_path_.c_str(), hosts_.size());
 }
 
-std::uint32_t Resolver::find_lookup(std::string_view name) const noexcept {
-    for (std::uint32_t index = buckets_[bucket_of(name)]; index != none; index = lookups_[index].next_in_bucket) {
-        const Lookup& lookup = lookups_[index];
-        if (std::string_view(lookup.name, lookup.name_length) == name) return index;
-    }
+// ------------------------------------------------------------ lookups
+
+std::uint32_t Resolver::bucket_of(std::string_view key) const noexcept {
+    return hash_name(key) % static_cast<std::uint32_t>(buckets_.size());
+}
+
+std::uint32_t Resolver::find_lookup(std::string_view key) const noexcept {
+    for (std::uint32_t index = buckets_[bucket_of(key)]; index != none; index = lookups_[index].next_in_bucket)
+        if (lookups_[index].key_view() == key) return index;
     return none;
 }
 
 void Resolver::unlink_lookup(std::uint32_t index) noexcept {
     Lookup& lookup = lookups_[index];
-    std::uint32_t* link = &buckets_[bucket_of({lookup.name, lookup.name_length})];
+    std::uint32_t* link = &buckets_[bucket_of(lookup.key_view())];
     while (*link != none && *link != index) link = &lookups_[*link].next_in_bucket;
     if (*link == index) *link = lookup.next_in_bucket;
 }
 
+void Resolver::release_lookup(std::uint32_t index) noexcept {
+    Lookup& lookup = lookups_[index];
+    for (Query& query : lookup.queries) release_query(query);
+    timers_.cancel(index);
+    unlink_lookup(index);
+    lookups_.release(index);
+}
+
 std::optional<LookupStatus> Resolver::start(std::string_view host, std::uint32_t waiter, std::uint64_t waiter_token,
                                             AddressList& out, std::uint64_t now_ms) noexcept {
-    char name_buffer[dns::max_name];
+    char key_buffer[DnsCache::max_key];
     std::uint8_t name_length = 0;
     bool absolute = false;
-    if (!normalise(host, name_buffer, name_length, absolute) || waiter >= waiter_capacity_)
-        return LookupStatus::BadName;
-    std::string_view name(name_buffer, name_length);
+    if (waiter >= waiter_capacity_) return LookupStatus::Overloaded;
+    if (!normalise(host, key_buffer, name_length, absolute)) return LookupStatus::BadName;
+    std::string_view name(key_buffer, name_length);
+    std::size_t key_length = name_length;
+    if (absolute && !resolv_.search.empty()) key_buffer[key_length++] = '.';
+    std::string_view key(key_buffer, key_length);
 
     if (auto entries = hosts_.find(name); !entries.empty()) {
         dns::Reply a, aaaa;
@@ -256,50 +325,30 @@ std::optional<LookupStatus> Resolver::start(std::string_view host, std::uint32_t
         fill(out, &a, &aaaa);
         return LookupStatus::Found;
     }
-    const dns::Reply* a = cache_.find(name, dns::QueryType::A, now_ms);
-    const dns::Reply* aaaa = cache_.find(name, dns::QueryType::AAAA, now_ms);
-    bool a_found = a && a->outcome == dns::Outcome::Addresses;
-    bool aaaa_found = aaaa && aaaa->outcome == dns::Outcome::Addresses;
-    if (a_found || aaaa_found) {
+    const dns::Reply* a = cache_.find(key, dns::QueryType::A, now_ms);
+    const dns::Reply* aaaa = cache_.find(key, dns::QueryType::AAAA, now_ms);
+    std::uint32_t index = find_lookup(key);
+    if (a && aaaa) {
         fill(out, a, aaaa);
+        if (out.count != 0) return LookupStatus::Found;
+        return a->outcome == dns::Outcome::NoSuchName ? LookupStatus::NoSuchName : LookupStatus::NoAddress;
+    }
+    // One family's addresses are enough to connect; the other is asked
+    // again in the background, so the name does not stay one-family.
+    if ((a && a->outcome == dns::Outcome::Addresses) || (aaaa && aaaa->outcome == dns::Outcome::Addresses)) {
+        fill(out, a, aaaa);
+        if (index == none) start_lookup(key, name_length, absolute, now_ms);
         return LookupStatus::Found;
     }
-    if (a && aaaa)
-        return a->outcome == dns::Outcome::NoSuchName && aaaa->outcome == dns::Outcome::NoSuchName
-                   ? LookupStatus::NoSuchName
-                   : LookupStatus::NoAddress;
-
-    std::uint32_t index = find_lookup(name);
     if (index == none) {
-        auto slot = lookups_.acquire();
-        if (!slot) return LookupStatus::Overloaded;
-        index = *slot;
-        Lookup& lookup = lookups_[index];
-        std::memcpy(lookup.name, name.data(), name.size());
-        lookup.name_length = name_length;
-        lookup.absolute = absolute;
-        lookup.deadline_ms = now_ms + timeout_ms_;
-        std::uint32_t& bucket = buckets_[bucket_of(name)];
-        lookup.next_in_bucket = bucket;
-        bucket = index;
-        next_candidate(lookup);
-        if (system_) {
-            std::uint64_t system_token = index | (static_cast<std::uint64_t>(lookups_.generation(index)) << 32);
-            if (!system_->submit(name, system_token)) {
-                unlink_lookup(index);
-                lookups_.release(index);
-                return LookupStatus::Overloaded;
-            }
-        } else {
-            send_query(index, 0, now_ms);
-            send_query(index, 1, now_ms);
-            // Every try may have failed at once (no descriptor, no route).
-            if (auto status = verdict(index, now_ms)) {
-                finish(index, *status, now_ms);
-                return status;
-            }
+        index = start_lookup(key, name_length, absolute, now_ms);
+        if (index == none) return LookupStatus::Overloaded;
+        // Every try may have failed at once (no descriptor, no route).
+        if (auto status = verdict(index, now_ms)) {
+            finish(index, *status, now_ms);
+            return status;
         }
-        arm(lookup.deadline_ms);
+        rearm(index);
     }
     cancel(waiter);
     Waiter& entry = waiters_[waiter];
@@ -311,6 +360,35 @@ std::optional<LookupStatus> Resolver::start(std::string_view host, std::uint32_t
     if (entry.next != none) waiters_[entry.next].prev = waiter;
     lookup.first_waiter = waiter;
     return std::nullopt;
+}
+
+// A new lookup, its queries sent; none when every slot is taken.
+std::uint32_t Resolver::start_lookup(std::string_view key, std::size_t name_length, bool absolute,
+                                     std::uint64_t now_ms) noexcept {
+    auto slot = lookups_.acquire();
+    if (!slot) return none;
+    std::uint32_t index = *slot;
+    Lookup& lookup = lookups_[index];
+    std::memcpy(lookup.key, key.data(), key.size());
+    lookup.key_length = static_cast<std::uint8_t>(key.size());
+    lookup.name_length = static_cast<std::uint8_t>(name_length);
+    lookup.absolute = absolute;
+    lookup.deadline_ms = now_ms + timeout_ms_;
+    std::uint32_t& bucket = buckets_[bucket_of(key)];
+    lookup.next_in_bucket = bucket;
+    bucket = index;
+    if (system_) {
+        std::uint64_t system_token = index | (static_cast<std::uint64_t>(lookups_.generation(index)) << 32);
+        if (!system_->submit(lookup.name(), system_token)) {
+            release_lookup(index);
+            return none;
+        }
+    } else {
+        next_search_name(lookup);
+        ask(index, now_ms);
+    }
+    rearm(index);
+    return index;
 }
 
 void Resolver::cancel(std::uint32_t waiter) noexcept {
@@ -327,13 +405,13 @@ void Resolver::cancel(std::uint32_t waiter) noexcept {
 // The search list (resolv.conf(5)): a name with at least `ndots` dots is
 // asked as it is first, others after the search domains; a final dot means
 // only as it is.
-bool Resolver::next_candidate(Lookup& lookup) noexcept {
-    std::string_view name(lookup.name, lookup.name_length);
-    std::size_t domains = lookup.absolute ? 0 : resolv_.search.size();
-    bool as_is_first = lookup.absolute ||
+bool Resolver::next_search_name(Lookup& lookup) noexcept {
+    std::string_view name = lookup.name();
+    std::size_t domains = lookup.absolute || system_ ? 0 : resolv_.search.size();
+    bool as_is_first = domains == 0 ||
                        static_cast<std::size_t>(std::count(name.begin(), name.end(), '.')) >= resolv_.ndots;
-    while (lookup.candidate <= domains) {
-        std::size_t i = lookup.candidate++;
+    while (lookup.search_index <= domains) {
+        std::size_t i = lookup.search_index++;
         std::string_view suffix;
         if (as_is_first) suffix = i == 0 ? std::string_view() : std::string_view(resolv_.search[i - 1]);
         else suffix = i < domains ? std::string_view(resolv_.search[i]) : std::string_view();
@@ -348,6 +426,16 @@ bool Resolver::next_candidate(Lookup& lookup) noexcept {
         return true;
     }
     return false;
+}
+
+// Both questions for the lookup's current name.
+void Resolver::ask(std::uint32_t index, std::uint64_t now_ms) noexcept {
+    for (Query& query : lookups_[index].queries) {
+        release_query(query);
+        query = Query{};
+    }
+    send_query(index, 0, now_ms);
+    send_query(index, 1, now_ms);
 }
 
 void Resolver::release_query(Query& query) noexcept {
@@ -370,25 +458,28 @@ void Resolver::send_query(std::uint32_t index, int which, std::uint64_t now_ms) 
     Lookup& lookup = lookups_[index];
     Query& query = lookup.queries[which];
     release_query(query);
+    std::uint8_t packet[dns::max_name + 32];
+    std::size_t length = dns::write_query(0, {lookup.query_name, lookup.query_name_length}, query_types[which],
+                                          packet, sizeof packet);
+    // A search domain that cannot be a DNS name holds no such name.
+    if (length == 0) return finish_query(query, dns::Reply{dns::Outcome::NoSuchName, 0, 0, {}});
     std::size_t servers = resolv_.nameservers.size();
     std::uint32_t max_tries = resolv_.attempts * static_cast<std::uint32_t>(servers);
-    std::string_view query_name(lookup.query_name, lookup.query_name_length);
     while (query.tries < max_tries) {
         const SocketAddress& server = resolv_.nameservers[query.tries % servers];
         ++query.tries;
         query.id = random_id();
-        std::uint8_t packet[dns::max_name + 32];
-        std::size_t length = dns::write_query(query.id, query_name, query_types[which], packet, sizeof packet);
+        packet[0] = static_cast<std::uint8_t>(query.id >> 8);
+        packet[1] = static_cast<std::uint8_t>(query.id);
         // A connected socket of its own: a random source port, and the kernel
         // drops datagrams from anyone but the server.
         Fd socket(::socket(server.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-        if (length == 0 || !socket || ::connect(socket.get(), server.get(), server.length) != 0 ||
+        if (!socket || ::connect(socket.get(), server.get(), server.length) != 0 ||
             ::send(socket.get(), packet, length, 0) != static_cast<ssize_t>(length) ||
             !reactor_.add_input(socket.get(), token(index * 2 + which, lookups_.generation(index))))
             continue;
         query.socket = std::move(socket);
         query.try_deadline_ms = now_ms + try_timeout_ms();
-        arm(query.try_deadline_ms);
         return;
     }
     finish_query(query, dns::Reply{dns::Outcome::ServerFailure, 0, 0, {}});
@@ -422,7 +513,6 @@ void Resolver::start_tcp(std::uint32_t index, int which, std::uint64_t now_ms) n
     query.tcp = query.tcp_sending = true;
     query.tcp_done = 0;
     query.try_deadline_ms = now_ms + try_timeout_ms();
-    arm(query.try_deadline_ms);
 }
 
 void Resolver::read_udp(std::uint32_t index, int which, std::uint64_t now_ms) noexcept {
@@ -488,29 +578,9 @@ void Resolver::drive_tcp(std::uint32_t index, int which, std::uint64_t now_ms) n
     }
 }
 
-void Resolver::on_event(std::uint32_t index, std::uint32_t generation, std::uint32_t, std::uint64_t now_ms) noexcept {
+void Resolver::on_event(std::uint32_t index, std::uint32_t generation, std::uint64_t now_ms) noexcept {
     if (index == system_index) return on_system_answers(now_ms);
-    if (index == watch_index) {
-        alignas(inotify_event) char events[4096];
-        std::string_view file_name(hosts_path_);
-        file_name.remove_prefix(file_name.rfind('/') == std::string_view::npos ? 0 : file_name.rfind('/') + 1);
-        bool changed = false;
-        ssize_t n;
-        while ((n = ::read(hosts_watch_.get(), events, sizeof events)) > 0) {
-            for (char* p = events; p < events + n;) {
-                auto* event = reinterpret_cast<inotify_event*>(p);
-                changed |= event->wd == hosts_file_watch_ ||
-                           (event->len != 0 && std::string_view(event->name) == file_name);
-                p += sizeof(inotify_event) + event->len;
-            }
-        }
-        if (!changed) return;
-        // Replaced by a rename: the new file needs a watch of its own.
-        hosts_file_watch_ = ::inotify_add_watch(hosts_watch_.get(), hosts_path_.c_str(), file_events);
-        load_hosts();
-        log_info("hosts file %s changed: %zu names", hosts_path_.c_str(), hosts_.size());
-        return;
-    }
+    if (index == watch_index) return on_hosts_changed();
     std::uint32_t lookup_index = index / 2;
     int which = static_cast<int>(index % 2);
     if (!lookups_.live(lookup_index, generation)) return;
@@ -518,7 +588,7 @@ void Resolver::on_event(std::uint32_t index, std::uint32_t generation, std::uint
     if (query.finished || !query.socket) return;
     if (query.tcp) drive_tcp(lookup_index, which, now_ms);
     else read_udp(lookup_index, which, now_ms);
-    settle(lookup_index, now_ms);
+    if (!settle(lookup_index, now_ms)) rearm(lookup_index);
 }
 
 void Resolver::on_system_answers(std::uint64_t now_ms) noexcept {
@@ -533,6 +603,8 @@ void Resolver::on_system_answers(std::uint64_t now_ms) noexcept {
     });
 }
 
+// What the lookup's queries add up to so far; nullopt while they say too
+// little. Moves on to the next search-list name when this one has no address.
 std::optional<LookupStatus> Resolver::verdict(std::uint32_t index, std::uint64_t now_ms) noexcept {
     Lookup& lookup = lookups_[index];
     Query& a = lookup.queries[0];
@@ -541,23 +613,22 @@ std::optional<LookupStatus> Resolver::verdict(std::uint32_t index, std::uint64_t
                  (aaaa.finished && aaaa.reply.outcome == dns::Outcome::Addresses);
     if (found) {
         if (a.finished && aaaa.finished) return LookupStatus::Found;
-        if (lookup.settle_ms == 0) {
-            lookup.settle_ms = now_ms + resolution_delay_ms;
-            arm(lookup.settle_ms);
-        }
-        if (now_ms >= lookup.settle_ms) return LookupStatus::Found;
+        if (lookup.delivered) return std::nullopt;
+        // Both families in the list, so Happy Eyeballs has a fallback.
+        if (lookup.resolution_delay_until_ms == 0) lookup.resolution_delay_until_ms = now_ms + resolution_delay_ms;
+        if (now_ms >= lookup.resolution_delay_until_ms) return LookupStatus::Found;
         return std::nullopt;
     }
     if (!a.finished || !aaaa.finished) return std::nullopt;
-    if (!is_negative(a.reply) || !is_negative(aaaa.reply))
-        return a.timed_out || aaaa.timed_out ? LookupStatus::TimedOut : LookupStatus::ServerFailure;
+    // Like the C library, a failing server does not stop the search list.
+    lookup.saw_failure |= !is_negative(a.reply) || !is_negative(aaaa.reply);
     lookup.saw_no_data |= a.reply.outcome == dns::Outcome::NoData || aaaa.reply.outcome == dns::Outcome::NoData;
-    if (!system_ && next_candidate(lookup)) {
-        for (Query& query : lookup.queries) query = Query{};
-        send_query(index, 0, now_ms);
-        send_query(index, 1, now_ms);
+    lookup.saw_timeout |= a.timed_out || aaaa.timed_out;
+    if (next_search_name(lookup)) {
+        ask(index, now_ms);
         return verdict(index, now_ms);
     }
+    if (lookup.saw_failure) return lookup.saw_timeout ? LookupStatus::TimedOut : LookupStatus::ServerFailure;
     return lookup.saw_no_data ? LookupStatus::NoAddress : LookupStatus::NoSuchName;
 }
 
@@ -567,58 +638,71 @@ bool Resolver::settle(std::uint32_t index, std::uint64_t now_ms) noexcept {
     return status.has_value();
 }
 
+// Tells the waiters and caches the answers. A lookup that ended with one
+// family still asked carries on without waiters until that answer is in.
 void Resolver::finish(std::uint32_t index, LookupStatus status, std::uint64_t now_ms) noexcept {
     Lookup& lookup = lookups_[index];
-    std::string_view name(lookup.name, lookup.name_length);
+    bool final_answer = status == LookupStatus::Found || status == LookupStatus::NoSuchName ||
+                        status == LookupStatus::NoAddress;
+    bool keep_asking = status == LookupStatus::Found && !lookup.delivered &&
+                       !(lookup.queries[0].finished && lookup.queries[1].finished);
     const dns::Reply* replies[2] = {nullptr, nullptr};
     for (int which = 0; which < 2; ++which) {
         Query& query = lookup.queries[which];
-        release_query(query);
-        if (!query.finished || !cacheable(query.reply)) continue;
-        replies[which] = &query.reply;
-        // Only a final answer speaks for the name as asked.
-        if (status == LookupStatus::Found || status == LookupStatus::NoSuchName || status == LookupStatus::NoAddress)
-            cache_.store(name, query_types[which], query.reply, now_ms);
-    }
-    AddressList addresses;
-    if (status == LookupStatus::Found) fill(addresses, replies[0], replies[1]);
-    char name_copy[dns::max_name];
-    std::memcpy(name_copy, lookup.name, lookup.name_length);
-    name = std::string_view(name_copy, lookup.name_length);
-    std::uint32_t first = lookup.first_waiter;
-    unlink_lookup(index);
-    lookups_.release(index);
-    // Detach every waiter before telling any, so a waiter that cancels
-    // another while being told finds it already gone.
-    for (std::uint32_t waiter = first; waiter != none; waiter = waiters_[waiter].next) waiters_[waiter].lookup = none;
-    for (std::uint32_t waiter = first; waiter != none;) {
-        Waiter entry = waiters_[waiter];
-        waiters_[waiter] = Waiter{};
-        deliver_(context_, entry.token, status, addresses, name);
-        waiter = entry.next;
-    }
-}
-
-void Resolver::expire(std::uint64_t now_ms) noexcept {
-    if (now_ms < next_due_ms_) return;
-    next_due_ms_ = UINT64_MAX;
-    for (std::uint32_t index = 0; index < lookups_.capacity(); ++index) {
-        if (!lookups_.in_use(index)) continue;
-        Lookup& lookup = lookups_[index];
-        for (int which = 0; which < 2; ++which) {
-            Query& query = lookup.queries[which];
-            if (!query.finished && query.try_deadline_ms != 0 && now_ms >= query.try_deadline_ms)
-                try_failed(index, which, true, now_ms);
-        }
-        if (settle(index, now_ms)) continue;
-        if (now_ms >= lookup.deadline_ms) {
-            finish(index, LookupStatus::TimedOut, now_ms);
+        if (!query.finished || !cacheable(query.reply)) {
+            // One family found, the other failing: it is not asked again for
+            // every request, only once this has passed.
+            if (status == LookupStatus::Found && !keep_asking)
+                cache_.store(lookup.key_view(), query_types[which],
+                             dns::Reply{dns::Outcome::NoData, failed_family_ttl_s, 0, {}}, now_ms);
             continue;
         }
-        arm(lookup.deadline_ms);
-        if (lookup.settle_ms != 0) arm(lookup.settle_ms);
-        for (const Query& query : lookup.queries)
-            if (query.try_deadline_ms != 0) arm(query.try_deadline_ms);
+        replies[which] = &query.reply;
+        if (!final_answer) continue;
+        dns::Reply kept = query.reply;
+        // The cache answers with the verdict, not the last search name's.
+        if (status == LookupStatus::NoAddress) kept.outcome = dns::Outcome::NoData;
+        if (status == LookupStatus::NoSuchName) kept.outcome = dns::Outcome::NoSuchName;
+        // No data without a SOA has no TTL of its own; beside the other
+        // family's addresses it lasts as long as they do, or the name would
+        // be asked again for every request.
+        const Query& other = lookup.queries[1 - which];
+        if (status == LookupStatus::Found && kept.outcome == dns::Outcome::NoData && kept.ttl == 0 &&
+            other.finished && other.reply.outcome == dns::Outcome::Addresses)
+            kept.ttl = other.reply.ttl;
+        cache_.store(lookup.key_view(), query_types[which], kept, now_ms);
+    }
+    std::uint32_t first = lookup.first_waiter;
+    lookup.first_waiter = none;
+    if (first != none) {
+        AddressList addresses;
+        if (status == LookupStatus::Found) fill(addresses, replies[0], replies[1]);
+        char name_copy[dns::max_name];
+        std::size_t name_length = lookup.name_length;
+        std::memcpy(name_copy, lookup.key, name_length);
+        if (keep_asking) {
+            lookup.delivered = true;
+            rearm(index);
+        } else {
+            release_lookup(index);
+        }
+        // Detach every waiter before telling any, so a waiter that cancels
+        // another while being told finds it already gone.
+        for (std::uint32_t waiter = first; waiter != none; waiter = waiters_[waiter].next)
+            waiters_[waiter].lookup = none;
+        for (std::uint32_t waiter = first; waiter != none;) {
+            Waiter entry = waiters_[waiter];
+            waiters_[waiter] = Waiter{};
+            deliver_(context_, entry.token, status, addresses, {name_copy, name_length});
+            waiter = entry.next;
+        }
+        return;
+    }
+    if (keep_asking) {
+        lookup.delivered = true;
+        rearm(index);
+    } else {
+        release_lookup(index);
     }
 }
 

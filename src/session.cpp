@@ -104,6 +104,12 @@ void go_to_address(Session& s, const SocketAddress& address) noexcept {
     }
 }
 
+bool is_candidate(const Session& s, const SocketAddress& address) noexcept {
+    for (std::uint8_t i = 0; i < s.candidates.count; ++i)
+        if (s.candidates.at(i, s.target_port) == address) return true;
+    return false;
+}
+
 }  // namespace
 
 const char* end_reason_text(EndReason reason) noexcept {
@@ -460,10 +466,10 @@ Worker::Step Worker::route(std::uint32_t index, std::string_view host, std::uint
         s.phase_started_ms = now_ms_;
         return Step::Progress;
     }
-    return resolved(index, *status, host);
+    return use_lookup(index, *status, host);
 }
 
-Worker::Step Worker::resolved(std::uint32_t index, LookupStatus status, std::string_view name) noexcept {
+Worker::Step Worker::use_lookup(std::uint32_t index, LookupStatus status, std::string_view name) noexcept {
     Session& s = sessions_[index];
     const char* problem = nullptr;
     switch (status) {
@@ -485,7 +491,9 @@ Worker::Step Worker::resolved(std::uint32_t index, LookupStatus status, std::str
         return fail(index, 504, detail, EndReason::TimeoutResolve);
     }
     std::snprintf(detail, sizeof detail, "cannot resolve host '%.*s': %s", shown, name.data(), problem);
-    return fail(index, 502, detail, EndReason::ResolveFailed);
+    // A name that does not exist is most often the client's typo.
+    bool client_mistake = status != LookupStatus::ServerFailure;
+    return fail(index, 502, detail, EndReason::ResolveFailed, client_mistake);
 }
 
 Worker::Step Worker::start_upstream(std::uint32_t index) noexcept {
@@ -496,7 +504,8 @@ Worker::Step Worker::start_upstream(std::uint32_t index) noexcept {
     }
     if (s.upstream) {
         check_idle_upstream(index);
-        if (s.upstream && !s.connect_method && s.upstream_address == s.destination) {
+        if (s.upstream && !s.connect_method && is_candidate(s, s.upstream_address)) {
+            s.destination = s.upstream_address;
             s.upstream_reused = true;
             return on_upstream_ready(index);
         }
@@ -516,7 +525,9 @@ Worker::Step Worker::start_upstream(std::uint32_t index) noexcept {
 // Starts a connection to the next candidate address in a free slot: the
 // upstream one, or the racer's while the first attempt is still pending.
 // Addresses that fail at once are skipped. With no address left and no
-// attempt pending, the request fails with the last error.
+// attempt pending, the request fails with the last error. (RFC 8305 keeps
+// every attempt going; two at a time, the newest two, keep the descriptor
+// count of a session bounded.)
 Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
     while (s.next_candidate < s.candidates.count && !(s.upstream && s.racer)) {
@@ -539,9 +550,10 @@ Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
             continue;
         }
         if (!reactor_.add(socket.get(), racing ? racer_token(index) : token(index, true))) {
-            s.connect_error = errno;
-            continue;
+            if (s.upstream || s.racer) return Step::Progress;
+            return fail(index, 503, "cannot watch the upstream socket", EndReason::NoResources);
         }
+        s.racer_is_newest = racing;
         if (racing) {
             s.racer = std::move(socket);
             s.racer_candidate = candidate;
@@ -584,7 +596,7 @@ Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
             socket.reset();
             can_write = false;
             Step step = connect_next(index);
-            if (s.phase != Phase::Connecting) return step;
+            if (step == Step::Closed || s.phase != Phase::Connecting) return step;
             continue;
         }
         if (racing) {
@@ -1029,14 +1041,15 @@ Worker::Step Worker::tunnel(std::uint32_t index) noexcept {
     return Step::Wait;
 }
 
-Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept {
+Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view detail, EndReason reason,
+                          bool client_mistake) noexcept {
     Session& s = sessions_[index];
     if (s.phase == Phase::Resolving) resolver_.cancel(index);
     s.end = reason;
     ++counters_.failures;
     // A server-side failure is the operator's business; a client's mistake
     // only when debugging.
-    LogLevel level = status >= 500 ? LogLevel::Warning : LogLevel::Debug;
+    LogLevel level = status >= 500 && !client_mistake ? LogLevel::Warning : LogLevel::Debug;
     if (log_enabled(level)) {
         char client[64];
         format_address(s.client_address, client, sizeof client);

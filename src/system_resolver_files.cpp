@@ -67,7 +67,8 @@ ResolvConf parse_resolv_conf(std::string_view text) {
         } else if ((keyword == "search" || keyword == "domain") && words.size() >= 2) {
             // The last search or domain line wins.
             conf.search.clear();
-            for (std::size_t i = 1; i < words.size(); ++i) conf.search.push_back(lowercase_name(words[i]));
+            for (std::size_t i = 1; i < words.size() && conf.search.size() < ResolvConf::max_search; ++i)
+                conf.search.push_back(lowercase_name(words[i]));
         } else if (keyword == "options") {
             // Other options (rotate, edns0, ...) are skipped.
             for (std::size_t i = 1; i < words.size(); ++i) {

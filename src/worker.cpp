@@ -53,7 +53,7 @@ Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listen
       idle_upstreams_(limits.max_idle_upstreams),
       timers_(limits.max_connections, monotonic_ms()),
       resolver_(config, reactor_, static_cast<std::uint8_t>(TokenKind::Resolver), limits.max_connections,
-                &Worker::deliver_lookup, this),
+                &Worker::deliver_lookup, this, monotonic_ms()),
       access_log_(access_log_fd),
       splice_enabled_(config.splice),
       scratch_size_(std::max(buffer_size, limits.large_buffer_bytes)),
@@ -94,8 +94,7 @@ int Worker::run() {
         }
         if (stopping_ && (sessions_.used() == 0 || now_ms_ >= shutdown_deadline_ms_)) return 0;
         int timeout = retry_.empty() ? timers_.next_timeout_ms(now_ms_, 1000) : 0;
-        int lookups_due = resolver_.ms_until_due(now_ms_);
-        if (lookups_due >= 0 && lookups_due < timeout) timeout = lookups_due;
+        timeout = resolver_.ms_until_due(now_ms_, timeout);
         access_log_.flush_if_due(now_ms_);
         int log_due = access_log_.ms_until_due(now_ms_);
         if (log_due >= 0 && log_due < timeout) timeout = log_due;
@@ -115,7 +114,7 @@ int Worker::run() {
             case TokenKind::Upstream: on_session_event(index, generation, true, event.events); break;
             case TokenKind::RacingUpstream: on_racer_event(index, generation, event.events); break;
             case TokenKind::ParkedUpstream: idle_upstreams_.drop(index, generation); break;
-            case TokenKind::Resolver: resolver_.on_event(index, generation, event.events, now_ms_); break;
+            case TokenKind::Resolver: resolver_.on_event(index, generation, now_ms_); break;
             case TokenKind::Signal: signal_pending_ = true; break;
             }
         }
@@ -146,15 +145,16 @@ void Worker::reconfigure(const Config& config, int access_log_fd) noexcept {
 void Worker::log_resources() const noexcept {
     const Counters& c = counters_;
     log_info("resources: %u/%u sessions, %u/%u buffers, %u/%u large buffers, %u pipes in use of %u made, %u idle upstream "
-             "connections; counters: %llu accepted, %llu refused, %llu requests, %llu tunnels, "
-             "%llu failed, %llu bytes in, %llu bytes out",
+             "connections, %u name lookups; counters: %llu accepted, %llu refused, %llu requests, %llu tunnels, "
+             "%llu failed, %llu bytes in, %llu bytes out, %llu DNS cache hits, %llu DNS cache misses",
              sessions_.used(), sessions_.capacity(), buffers_.in_use(), buffers_.capacity(),
              large_buffers_.in_use(), large_buffers_.capacity(), pipes_.in_use(),
-             pipes_.created(), idle_upstreams_.parked(),
+             pipes_.created(), idle_upstreams_.parked(), resolver_.lookups_in_flight(),
              static_cast<unsigned long long>(c.accepted), static_cast<unsigned long long>(c.refused),
              static_cast<unsigned long long>(c.requests), static_cast<unsigned long long>(c.tunnels),
              static_cast<unsigned long long>(c.failures), static_cast<unsigned long long>(c.bytes_in),
-             static_cast<unsigned long long>(c.bytes_out));
+             static_cast<unsigned long long>(c.bytes_out), static_cast<unsigned long long>(resolver_.cache_hits()),
+             static_cast<unsigned long long>(resolver_.cache_misses()));
 }
 
 void Worker::begin_shutdown() noexcept {
@@ -277,12 +277,19 @@ void Worker::park_upstream(Session& s) noexcept {
     close_upstream(s);
 }
 
+// Any of the name's addresses will do: the one that won an earlier race is
+// as good as the first.
 bool Worker::take_pooled_upstream(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
-    Fd connection = idle_upstreams_.take(s.destination, now_ms_);
+    Fd connection;
+    SocketAddress address;
+    for (std::uint8_t i = 0; i < s.candidates.count && !connection; ++i) {
+        address = s.candidates.at(i, s.target_port);
+        connection = idle_upstreams_.take(address, now_ms_);
+    }
     if (!connection || !reactor_.rewatch(connection.get(), token(index, true), true)) return false;
     s.upstream = std::move(connection);
-    s.upstream_address = s.destination;
+    s.destination = s.upstream_address = address;
     s.upstream_can_read = false;
     s.upstream_can_write = true;
     s.upstream_reusable = false;
@@ -318,7 +325,7 @@ std::uint64_t Worker::deadline_for(const Session& s) const noexcept {
     case Phase::Resolving: return s.phase_started_ms + config_->dns_timeout_ms + 1000;
     case Phase::Connecting:
         // Happy Eyeballs: the next address is tried if none has connected by then.
-        if (s.next_attempt_ms != 0 && !s.racer && s.next_candidate < s.candidates.count)
+        if (s.next_attempt_ms != 0 && s.next_candidate < s.candidates.count)
             return std::min(s.next_attempt_ms, s.phase_started_ms + config_->timeout_connect_ms);
         return s.phase_started_ms + config_->timeout_connect_ms;
     case Phase::Exchanging:
@@ -363,11 +370,20 @@ void Worker::on_timer(std::uint32_t index) noexcept {
         close_session(index, s.served_request ? EndReason::TimeoutIdle : EndReason::TimeoutHeader);
         return;
     case Phase::Resolving:
-        resolver_.cancel(index);
         fail_and_drive(index, 504, "resolving the host name timed out", EndReason::TimeoutResolve);
         return;
     case Phase::Connecting:
         if (now_ms_ < s.phase_started_ms + config_->timeout_connect_ms) {
+            // Both attempts pending: the older gives way to the next address.
+            if (s.upstream && s.racer) {
+                if (s.racer_is_newest) {
+                    s.upstream.reset();
+                    s.upstream_can_write = false;
+                } else {
+                    s.racer.reset();
+                    s.racer_can_write = false;
+                }
+            }
             s.next_attempt_ms = 0;
             if (connect_next(index) != Step::Closed) drive(index);
             return;
@@ -411,7 +427,7 @@ void Worker::on_lookup_done(std::uint64_t token, LookupStatus status, const Addr
     Session& s = sessions_[index];
     if (s.phase != Phase::Resolving) return;
     s.candidates = addresses;
-    if (resolved(index, status, name) != Step::Closed) drive(index);
+    if (use_lookup(index, status, name) != Step::Closed) drive(index);
 }
 
 bool Worker::is_own_address(const SocketAddress& address) const noexcept {

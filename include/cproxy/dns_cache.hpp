@@ -19,9 +19,11 @@ namespace cproxy {
 class DnsCache {
 public:
     static constexpr std::uint32_t ways = 4;
+    // A name, with a final dot when it was asked as absolute.
+    static constexpr std::size_t max_key = dns::max_name + 1;
 
     struct Entry {
-        char name[dns::max_name];
+        char name[max_key];
         std::uint8_t name_length = 0;
         dns::QueryType type = dns::QueryType::A;
         std::uint64_t expires_ms = 0;  // 0: empty
@@ -31,7 +33,8 @@ public:
     // `capacity` entries, rounded up to whole sets; 0 caches nothing.
     DnsCache(std::uint32_t capacity, std::uint32_t min_ttl_s, std::uint32_t max_ttl_s);
 
-    // The cached reply for `name` (case-insensitive, final dot ignored) and
+    // The cached reply for `name` (case-insensitive; "a.test." and "a.test"
+    // are different keys, since a search list may apply to one only) and
     // `type`, if it has not expired; nullptr otherwise.
     const dns::Reply* find(std::string_view name, dns::QueryType type, std::uint64_t now_ms) noexcept;
     // Keeps Addresses, NoData and NoSuchName replies; others are not cached.

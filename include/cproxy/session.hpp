@@ -118,6 +118,7 @@ struct Session {
     bool upstream_can_read = false;
     bool upstream_can_write = false;
     bool racer_can_write = false;
+    bool racer_is_newest = false;    // of the two attempts, the racer started last
     bool head_started = false;       // bytes of a request head have arrived
     bool served_request = false;     // a request completed on this connection
     bool upstream_reused = false;

@@ -16,6 +16,7 @@ namespace cproxy {
 
 struct ResolvConf {
     static constexpr std::size_t max_nameservers = 3;  // glibc's MAXNS
+    static constexpr std::size_t max_search = 6;       // glibc's MAXDNSRCH
     std::vector<SocketAddress> nameservers;  // port 53; 127.0.0.1 when the file names none
     std::vector<std::string> search;         // lowercase, without final dots
     unsigned ndots = 1;                      // 0-15

@@ -102,7 +102,7 @@ private:
     std::uint32_t request_head_room(const Session& s) const noexcept;
     Step on_request_head(std::uint32_t index, const http::RequestHead& head) noexcept;
     Step route(std::uint32_t index, std::string_view host, std::uint16_t port) noexcept;
-    Step resolved(std::uint32_t index, LookupStatus status, std::string_view name) noexcept;
+    Step use_lookup(std::uint32_t index, LookupStatus status, std::string_view name) noexcept;
     Step start_upstream(std::uint32_t index) noexcept;
     Step connect_next(std::uint32_t index) noexcept;
     Step finish_connect(std::uint32_t index) noexcept;
@@ -115,7 +115,10 @@ private:
     Step respond(std::uint32_t index) noexcept;
     Step linger(std::uint32_t index) noexcept;
     Step check_idle_upstream(std::uint32_t index) noexcept;
-    Step fail(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
+    // A response saying why the request failed; logged as a warning when the
+    // status is 5xx, unless it was the client's own doing.
+    Step fail(std::uint32_t index, int status, std::string_view detail, EndReason reason,
+              bool client_mistake = false) noexcept;
     // A response made by cproxy itself; `extra_fields` are whole CRLF-ended lines.
     Step answer_locally(std::uint32_t index, int status, const char* extra_fields,
                         std::string_view content_type, std::string_view body) noexcept;

@@ -1058,20 +1058,36 @@ TEST_CASE("integration: dns: without --resolver, /etc/resolv.conf's server and s
     REQUIRE(in_netns());
     RestoreFile keep("/etc/resolv.conf");
     write_in_place("/etc/resolv.conf", "nameserver 127.0.0.1\n"
-                                       "search example.test\n"
+                                       "search broken.test example.test\n"
                                        "options ndots:1 timeout:1 attempts:2\n");
     FakeDns dns(53);
     Origin o(static_origin("searched"));
     Proxy p(proxy_args());
 
-    SECTION("the search list completes a name without dots")
+    SECTION("the search list completes a name without dots, past a domain whose server fails")
     {
+        DnsScript failing;
+        failing.rcode = dns::SERVFAIL;
+        dns.script("www.broken.test", failing);
         dns.script("www.example.test", a_record("127.0.0.1"));
         auto f = fetch(p, authority("www", o.port()));
         INFO(dns.describe());
         CHECK(f.status() == 200);
         CHECK(f.body() == "searched");
+        CHECK(dns.count("www.broken.test", dns::A) >= 1);
         CHECK(dns.count("www.example.test", dns::A) >= 1);
+    }
+    SECTION("a name with a final dot is not completed, nor cached with the bare name")
+    {
+        dns.script("www.example.test", a_record("127.0.0.1"));
+        auto absolute = fetch(p, authority("www.", o.port()));
+        INFO(dns.describe());
+        CHECK(absolute.status() == 502);
+        CHECK(absolute.body().find("no such name") != std::string::npos);
+        CHECK(dns.count("www.example.test", dns::A) == 0);
+        auto relative = fetch(p, authority("www", o.port()));
+        CHECK(relative.status() == 200);
+        CHECK(relative.body() == "searched");
     }
     SECTION("timeout:1 caps the wait before a try is sent again; attempts:2 allows it")
     {
@@ -1089,4 +1105,79 @@ TEST_CASE("integration: dns: without --resolver, /etc/resolv.conf's server and s
         CHECK(gap >= 700);
         CHECK(gap <= 1500);
     }
+}
+
+TEST_CASE("integration: dns: after IPv4 wins the race, the next request reuses its connection at once",
+          "[integration][dns][ipv6][happy-eyeballs]")
+{
+    REQUIRE(in_netns());
+    require_ipv6();
+    FakeDns dns;
+    auto split = split_port(static_origin("kept"));
+    const std::uint16_t port = split.hang->port();
+    DnsScript s = a_record("127.0.0.1");
+    s.aaaa = {"::1"};
+    dns.script("kept.test", s);
+    Proxy p(proxy_args_dns(dns));
+    Conn c = p.connect();
+    auto first = c.roundtrip(get_req(authority("kept.test", port)), kWait);
+    REQUIRE(first);
+    CHECK(first->status == 200);
+    auto start = Clock::now();
+    auto second = c.roundtrip(get_req(authority("kept.test", port)), kWait);
+    auto ms = elapsed_ms(start);
+    REQUIRE(second);
+    CHECK(second->status == 200);
+    CHECK(second->body == "kept");
+    CHECK(ms < 200);  // no new race: the IPv4 connection that won is used again
+    CHECK(split.origin->connections() == 1);
+}
+
+TEST_CASE("integration: dns: with two addresses hanging, the third is reached within a second",
+          "[integration][dns][happy-eyeballs]")
+{
+    REQUIRE(in_netns());
+    FakeDns dns;
+    Origin o(static_origin("third"), "127.0.0.4");
+    HangListener hang_first("127.0.0.2", o.port());
+    HangListener hang_second("127.0.0.3", o.port());
+    DnsScript s;
+    s.a = {"127.0.0.2", "127.0.0.3", "127.0.0.4"};
+    dns.script("three.test", s);
+    Proxy p(proxy_args_dns(dns, {"--prefer-ipv6", "off"}));
+    auto f = fetch(p, authority("three.test", o.port()));
+    INFO(dns.describe());
+    CHECK(f.status() == 200);
+    CHECK(f.body() == "third");
+    CHECK(f.ms >= 450);  // 250 ms per address that did not connect
+    CHECK(f.ms < 2000);  // far below the 10 s connect timeout
+}
+
+TEST_CASE("integration: dns: a family that answers late still reaches the cache",
+          "[integration][dns][cache][ipv6]")
+{
+    REQUIRE(in_netns());
+    require_ipv6();
+    FakeDns dns;
+    // Closing origins, so no pooled connection decides where a request goes.
+    Origin o4(closing_origin("via IPv4"));
+    auto o6 = same_port_on("::1", o4, closing_origin("via IPv6"));
+    DnsScript s = a_record("127.0.0.1");
+    s.aaaa = {"::1"};
+    s.aaaa_delay = Ms(300);  // well past the 50 ms cproxy waits for the second family
+    dns.script("late.test", s);
+    Proxy p(proxy_args_dns(dns));
+    auto first = fetch(p, authority("late.test", o4.port()));
+    CHECK(first.status() == 200);
+    CHECK(first.body() == "via IPv4");  // answered without waiting for AAAA
+    CHECK(first.ms < 250);
+    REQUIRE(dns.wait_count("late.test", dns::AAAA, 1));
+    std::this_thread::sleep_for(Ms(500));  // the AAAA answer has arrived
+    auto second = fetch(p, authority("late.test", o4.port()));
+    std::this_thread::sleep_for(Ms(100));
+    INFO(dns.describe());
+    CHECK(second.status() == 200);
+    CHECK(second.body() == "via IPv6");  // the preferred family, from the cache
+    CHECK(dns.count("late.test", dns::A) == 1);
+    CHECK(dns.count("late.test", dns::AAAA) == 1);
 }

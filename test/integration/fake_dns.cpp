@@ -664,7 +664,8 @@ void FakeDns::handle(std::string_view msg, bool tcp, std::uint64_t conn, const s
         }
         pending_.push_back(Pending{q.at, tcp, conn, peer, std::move(f.out)});
     }
-    pending_.push_back(Pending{q.at + first.delay, tcp, conn, peer, std::move(w.out)});
+    Ms delay = first.delay + (q.qtype == dns::AAAA ? first.aaaa_delay : Ms(0));
+    pending_.push_back(Pending{q.at + delay, tcp, conn, peer, std::move(w.out)});
 }
 
 std::vector<std::string> proxy_args_dns(const FakeDns& dns, std::vector<std::string> extra)

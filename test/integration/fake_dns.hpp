@@ -17,7 +17,8 @@
 //     the last name's script has soa_minimum);
 //   - script.truncate_udp: over UDP the same header with TC=1 and no records
 //     beyond the question; over TCP the full answer;
-//   - script.delay: the reply is sent that long after the query arrived;
+//   - script.delay: the reply is sent that long after the query arrived
+//     (AAAA replies script.aaaa_delay later still);
 //   - script.spoof_a: an A query first gets, at once, a reply with another ID
 //     and those addresses (an off-path forgery the client must ignore).
 // The delay, rcode, drop and truncation come from NAME's own script.
@@ -63,6 +64,7 @@ struct DnsScript {
     std::optional<std::uint32_t> soa_minimum; // SOA in the authority section of negative answers
     std::uint32_t soa_ttl = 3600;   // the SOA record's own TTL
     Ms delay{0};
+    Ms aaaa_delay{0};               // added to `delay` for AAAA answers only
     int drop_first_udp = 0;         // per query type
     bool truncate_udp = false;
     bool silent = false;

@@ -30,14 +30,15 @@ dns::Reply negative(dns::Outcome outcome, std::uint32_t ttl) {
 
 TEST_CASE("dns cache: hits until the clamped TTL runs out") {
     DnsCache cache(64, 5, 3600);
-    cache.store("Example.COM.", dns::QueryType::A, addresses(1, 60), 1000);
+    cache.store("Example.COM", dns::QueryType::A, addresses(1, 60), 1000);
     const dns::Reply* hit = cache.find("example.com", dns::QueryType::A, 1000 + 59'999);
     REQUIRE(hit);
+    CHECK_FALSE(cache.find("example.com.", dns::QueryType::A, 1000));  // absolute: another key
     CHECK(hit->addresses[0][3] == 1);
     CHECK_FALSE(cache.find("example.com", dns::QueryType::A, 1000 + 60'000));
     CHECK_FALSE(cache.find("example.com", dns::QueryType::AAAA, 1000));  // another type
     CHECK(cache.hits() == 1);
-    CHECK(cache.misses() == 2);
+    CHECK(cache.misses() == 3);
 
     cache.store("short.test", dns::QueryType::A, addresses(2, 0), 0);  // TTL 0 → min 5 s
     CHECK(cache.find("short.test", dns::QueryType::A, 4999));
