@@ -206,6 +206,8 @@ TEST_CASE("config: option errors name the option and the problem") {
     CHECK(value_error({"--resolver", "127.0.0.1,"}).rfind("--resolver: ''", 0) == 0);
     CHECK(value_error({"--resolver", "system", "--resolver", "127.0.0.1"}) ==
           "--resolver: 'system' cannot be combined with server addresses");
+    CHECK(value_error({"--resolver", "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5,127.0.0.6,127.0.0.7,"
+                                     "127.0.0.8,127.0.0.9"}) == "--resolver: more than 8 servers");
     CHECK(value_error({"--dns-timeout", "0"}).rfind("--dns-timeout:", 0) == 0);
     CHECK(value_error({"--dns-cache-size", "-1"}).rfind("--dns-cache-size:", 0) == 0);
     CHECK(value_error({"--dns-min-ttl", "1500ms"}).rfind("--dns-min-ttl: '1500ms' is not a whole number", 0) == 0);

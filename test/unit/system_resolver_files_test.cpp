@@ -36,6 +36,9 @@ TEST_CASE("resolver files: resolv.conf") {
     CHECK(parse_resolv_conf("options ndots:x timeout:0\n").timeout_s == 1);
     CHECK(parse_resolv_conf("options ndots:x\n").ndots == 1);
     CHECK(parse_resolv_conf("search a.example\ndomain b.example\n").search == std::vector<std::string>{"b.example"});
+    // glibc keeps six search domains.
+    CHECK(parse_resolv_conf("search a b c d e f g h\n").search ==
+          std::vector<std::string>{"a", "b", "c", "d", "e", "f"});
 }
 
 TEST_CASE("resolver files: hosts") {
