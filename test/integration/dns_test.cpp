@@ -148,13 +148,6 @@ std::unique_ptr<Origin> same_port_on(const std::string& host, const Origin& firs
     return std::make_unique<Origin>(std::move(h), host, first.port());
 }
 
-std::string read_text(const std::string& path)
-{
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
 
 // Rewrites the file itself (same inode), as `echo ... > file` does.
 void write_in_place(const std::string& path, const std::string& text)
@@ -163,33 +156,10 @@ void write_in_place(const std::string& path, const std::string& text)
     out << text;
 }
 
-// A temporary directory, removed afterwards.
-class TempDir {
-public:
-    TempDir()
-    {
-        char pattern[] = "/tmp/cproxy-dns-XXXXXX";
-        if (!::mkdtemp(pattern))
-            throw std::runtime_error("mkdtemp failed");
-        path_ = pattern;
-        ::chmod(path_.c_str(), 0755);
-    }
-    ~TempDir() { run_command({"rm", "-rf", path_}); }
-    std::string file(const std::string& name) const { return path_ + "/" + name; }
-    std::string write(const std::string& name, const std::string& text) const
-    {
-        write_in_place(file(name), text);
-        return file(name);
-    }
-
-private:
-    std::string path_;
-};
-
 // Puts the file's contents back when the test ends, however it ends.
 class RestoreFile {
 public:
-    explicit RestoreFile(std::string path) : path_(std::move(path)), saved_(read_text(path_)) {}
+    explicit RestoreFile(std::string path) : path_(std::move(path)), saved_(read_file(path_)) {}
     ~RestoreFile() { write_in_place(path_, saved_); }
     RestoreFile(const RestoreFile&) = delete;
     RestoreFile& operator=(const RestoreFile&) = delete;
@@ -973,7 +943,7 @@ TEST_CASE("integration: dns: --hosts-file is consulted before DNS and re-read wh
     REQUIRE(in_netns());
     FakeDns dns;
     dns.script("hosted.test", a_record("127.0.0.3")); // never used, if the file wins
-    TempDir dir;
+    ScratchDir dir;
     Origin first(closing_origin("first"));
     auto second = same_port_on("127.0.0.2", first, closing_origin("second"));
     const std::string hosts = dir.write("hosts", "# test hosts\n127.0.0.1\thosted.test other.test\n");
@@ -1034,7 +1004,7 @@ TEST_CASE("integration: dns: the DNS settings work as config-file directives", "
     FakeDns dns;
     Origin o(closing_origin("configured"));
     dns.script("origin.test", a_record("127.0.0.1"));
-    TempDir dir;
+    ScratchDir dir;
     const std::string conf = dir.write("cproxy.conf", "listen 127.0.0.1:0\n"
                                                       "resolver " + dns.address() + "\n"
                                                       "dns_timeout 2s\n"

@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include <arpa/inet.h>
@@ -16,6 +18,7 @@
 #include <poll.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -841,6 +844,35 @@ std::vector<unsigned long> socket_inodes(pid_t pid)
             out.push_back(std::stoul(target.substr(8)));
     }
     return out;
+}
+
+// ------------------------------------------------------------------ files
+
+ScratchDir::ScratchDir(const std::string& prefix)
+{
+    std::string pattern = "/tmp/" + prefix + "-XXXXXX";
+    if (!::mkdtemp(pattern.data()))
+        throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+    ::chmod(path_.c_str(), 0755);
+}
+
+ScratchDir::~ScratchDir() { run_command({"rm", "-rf", path_}); }
+
+std::string ScratchDir::write(const std::string& name, const std::string& text, mode_t mode) const
+{
+    std::string path = file(name);
+    std::ofstream(path, std::ios::trunc) << text;
+    ::chmod(path.c_str(), mode);
+    return path;
+}
+
+std::string read_file(const std::string& path)
+{
+    std::ifstream in(path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
 }
 
 // ------------------------------------------------------------------ processes

@@ -292,6 +292,28 @@ std::vector<TcpSocketInfo> tcp_sockets();
 // The socket inodes process `pid` holds open.
 std::vector<unsigned long> socket_inodes(pid_t pid);
 
+// ------------------------------------------------------------------ files
+
+// A directory under /tmp for a test's files, removed with them afterwards.
+class ScratchDir {
+public:
+    explicit ScratchDir(const std::string& prefix = "cproxy-test");
+    ~ScratchDir();
+    ScratchDir(const ScratchDir&) = delete;
+    ScratchDir& operator=(const ScratchDir&) = delete;
+
+    const std::string& path() const noexcept { return path_; }
+    std::string file(const std::string& name) const { return path_ + "/" + name; }
+    // Writes (truncating in place) the file `name` with `mode`; returns its path.
+    std::string write(const std::string& name, const std::string& text, mode_t mode = 0600) const;
+
+private:
+    std::string path_;
+};
+
+// The whole file, or "" if it cannot be read.
+std::string read_file(const std::string& path);
+
 // ------------------------------------------------------------------ processes
 
 struct RunResult {

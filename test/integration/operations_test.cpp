@@ -22,39 +22,6 @@ using namespace itest;
 
 namespace {
 
-// A directory for config, log and pid files, removed afterwards.
-class Scratch {
-public:
-    Scratch()
-    {
-        char pattern[] = "/tmp/cproxy-ops-XXXXXX";
-        if (!::mkdtemp(pattern))
-            throw std::runtime_error("mkdtemp failed");
-        path_ = pattern;
-        ::chmod(path_.c_str(), 0755);
-    }
-    ~Scratch() { run_command({"rm", "-rf", path_}); }
-    std::string file(const std::string& name) const { return path_ + "/" + name; }
-    std::string write(const std::string& name, const std::string& text, mode_t mode = 0600) const
-    {
-        std::string path = file(name);
-        std::ofstream(path) << text;
-        ::chmod(path.c_str(), mode);
-        return path;
-    }
-
-private:
-    std::string path_;
-};
-
-std::string read_file(const std::string& path)
-{
-    std::ifstream in(path);
-    std::stringstream text;
-    text << in.rdbuf();
-    return text.str();
-}
-
 RunResult run_proxy(std::vector<std::string> args)
 {
     args.insert(args.begin(), proxy_binary());
@@ -158,7 +125,7 @@ bool echoes(Conn& tunnel, const std::string& data)
 
 TEST_CASE("integration: a config file sets the listen address, auth and timeouts", "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     Origin o(static_origin("from origin"));
     std::string conf = dir.write("cproxy.conf",
                                  "# test configuration\n"
@@ -184,7 +151,7 @@ TEST_CASE("integration: a config file sets the listen address, auth and timeouts
 
 TEST_CASE("integration: command-line options win over the config file", "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     Origin o(static_origin("ok"));
     std::string conf = dir.write("cproxy.conf", "listen 127.0.0.1:1\nauth alice:one\nvia off\n");
     // -l replaces the file's listen list (port 1 would need root and be in use
@@ -203,7 +170,7 @@ TEST_CASE("integration: command-line options win over the config file", "[integr
 
 TEST_CASE("integration: -t checks the configuration without binding, exit 0 or 2", "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     // -t must not bind: a listen address already taken does not fail it.
     Fd taken(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_in address{};
@@ -260,7 +227,7 @@ TEST_CASE("integration: -t checks the configuration without binding, exit 0 or 2
 
 TEST_CASE("integration: a bad config file stops the start with exit 2 and FILE:LINE", "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     std::string conf = dir.write("cproxy.conf", "listen 127.0.0.1:0\n\nmax_connections lots\n");
     auto r = run_proxy({"-c", conf});
     CHECK(r.exit_code == 2);
@@ -302,7 +269,7 @@ TEST_CASE("integration: deny and allow rules answer refused clients 403", "[inte
 
 TEST_CASE("integration: auth_file users are accepted; a world-readable file is warned about", "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     Origin o(static_origin("ok"));
     std::string users = dir.write("users", "# proxy users\ncarol:pw3\ndave:pw4\n", 0644);
     Proxy p(proxy_args({"--auth-file", users}));
@@ -315,7 +282,7 @@ TEST_CASE("integration: auth_file users are accepted; a world-readable file is w
 
 TEST_CASE("integration: SIGHUP changes auth for new requests while an open tunnel survives", "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     Origin echo(echo_origin());
     Origin web(static_origin("ok"));
     std::string conf = dir.write("cproxy.conf", "listen 127.0.0.1:0\nconnect_ports any\nauth alice:one\n");
@@ -350,7 +317,7 @@ TEST_CASE("integration: SIGHUP changes auth for new requests while an open tunne
 
 TEST_CASE("integration: an invalid config on SIGHUP is logged and the old one kept", "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     Origin web(static_origin("ok"));
     std::string conf = dir.write("cproxy.conf", "listen 127.0.0.1:0\nauth alice:one\n");
     Proxy p({"-c", conf});
@@ -376,7 +343,7 @@ TEST_CASE("integration: an invalid config on SIGHUP is logged and the old one ke
 TEST_CASE("integration: a reload that would leave a non-loopback listener open to anyone fails",
           "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     Origin web(static_origin("ok"));
     std::string conf = dir.write("cproxy.conf", "listen 0.0.0.0:0\nallow 127.0.0.0/8\n");
     Proxy p({"-c", conf});
@@ -394,7 +361,7 @@ TEST_CASE("integration: a reload that would leave a non-loopback listener open t
 TEST_CASE("integration: new allow/deny rules apply to the next request of a kept connection",
           "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     Origin web(static_origin("ok"));
     std::string conf = dir.write("cproxy.conf", "listen 127.0.0.1:0\n");
     Proxy p({"-c", conf});
@@ -477,7 +444,7 @@ TEST_CASE("integration: a second SIGTERM stops at once", "[integration][ops]")
 
 TEST_CASE("integration: SIGUSR1 reopens a log file that was moved away", "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     Origin o(static_origin("ok"));
     std::string access = dir.file("access.log");
     std::string errors = dir.file("error.log");
@@ -526,7 +493,7 @@ TEST_CASE("integration: the error log names the failure; log_level hides what is
 
 TEST_CASE("integration: the pid file holds the pid and is removed at exit", "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     std::string pid_file = dir.file("cproxy.pid");
     Proxy p(proxy_args({"--pid-file", pid_file}));
     CHECK(read_file(pid_file) == std::to_string(p.pid()) + "\n");
@@ -537,7 +504,7 @@ TEST_CASE("integration: the pid file holds the pid and is removed at exit", "[in
 TEST_CASE("integration: started as root with user, cproxy binds first and then drops to that user", "[integration][ops]")
 {
     REQUIRE(::geteuid() == 0);  // test/run runs the suite as root in its own namespaces
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     Origin o(static_origin("ok"));
     std::string access = dir.file("access.log");
     // Port 80 needs root to bind; the log file is opened before the switch too.
@@ -567,7 +534,7 @@ TEST_CASE("integration: started as root with user, cproxy binds first and then d
 
 TEST_CASE("integration: sd_notify messages go to $NOTIFY_SOCKET", "[integration][ops]")
 {
-    Scratch dir;
+    ScratchDir dir("cproxy-ops");
     std::string conf = dir.write("cproxy.conf", "listen 127.0.0.1:0\n");
     NotifySocket notify(dir.file("notify"));
     ::setenv("NOTIFY_SOCKET", dir.file("notify").c_str(), 1);
