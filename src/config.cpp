@@ -103,13 +103,27 @@ struct Directive {
     void (*clear)(Config&) = nullptr;
 };
 
-std::string apply_listen(Config& config, std::string_view value) {
+std::optional<SocketAddress> parse_listen_address(std::string_view value, std::string& problem) {
     auto host_port = split_host_port(value);
-    if (!host_port) return quoted(value) + " is not ADDR:PORT (IPv6 as [ADDR]:PORT)";
+    if (!host_port) {
+        problem = quoted(value) + " is not ADDR:PORT (IPv6 as [ADDR]:PORT)";
+        return std::nullopt;
+    }
     auto address = parse_ip_literal(host_port->host, host_port->port);
-    if (!address) return quoted(host_port->host) + " is not an IPv4 or IPv6 address";
-    config.listen.push_back(*address);
-    return {};
+    if (!address) problem = quoted(host_port->host) + " is not an IPv4 or IPv6 address";
+    return address;
+}
+
+std::string apply_listen(Config& config, std::string_view value) {
+    std::string problem;
+    if (auto address = parse_listen_address(value, problem)) config.listen.push_back(*address);
+    return problem;
+}
+
+std::string apply_stats_listen(Config& config, std::string_view value) {
+    std::string problem;
+    config.stats_listen = parse_listen_address(value, problem);
+    return problem;
 }
 
 // A whole number from 1 to `max`, digits only.
@@ -290,6 +304,8 @@ const Directive directives[] = {
     {"listen", "ADDR:PORT", "listen address, repeatable (default 127.0.0.1:8888;\n"
                             "IPv6 as [::1]:8888; port 0 picks a free port)",
      apply_listen, [](Config& c) { c.listen.clear(); }},
+    {"stats_listen", "ADDR:PORT", "serve GET /metrics (Prometheus) and /stats (JSON) here (default off)",
+     apply_stats_listen},
     {"max_connections", "N", "client sessions (default: from the open-file limit)", apply_max_connections},
     {"backend", "HOST:PORT", "where origin-form requests (GET /path) are sent", apply_backend},
     {"auth", "USER:PASS", "require Basic proxy authentication, repeatable", apply_auth,

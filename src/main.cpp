@@ -115,6 +115,10 @@ void keep_start_up_settings(const Config& running, Config& next) {
     for (std::size_t i = 0; same_listen && i < next.listen.size(); ++i)
         same_listen = running.listen[i] == next.listen[i];
     keep(!same_listen, "listen");
+    keep(next.stats_listen.has_value() != running.stats_listen.has_value() ||
+             (next.stats_listen && !(*next.stats_listen == *running.stats_listen)),
+         "stats_listen");
+    next.stats_listen = running.stats_listen;
     keep(next.max_connections != 0 && next.max_connections != running.max_connections, "max_connections");
     keep(next.user != running.user, "user");
     keep(next.group != running.group, "group");
@@ -224,6 +228,15 @@ int run_service(const CommandLine& command, std::unique_ptr<Config> running, Log
         ::getsockname(listeners.back().get(), bound.get(), &bound.length);
         where += (where.empty() ? "" : ", ") + to_string(bound);
     }
+    Fd stats_listener;
+    std::string stats_where;
+    if (running->stats_listen) {
+        stats_listener = open_listener(*running->stats_listen);
+        SocketAddress bound;
+        bound.length = sizeof bound.storage;
+        ::getsockname(stats_listener.get(), bound.get(), &bound.length);
+        stats_where = to_string(bound);
+    }
     PidFile pid_file;
     if (!running->pid_file.empty()) pid_file.write(running->pid_file);
     if (!running->user.empty()) {
@@ -236,9 +249,11 @@ int run_service(const CommandLine& command, std::unique_ptr<Config> running, Log
                         static_cast<unsigned>(::geteuid()));
         }
     }
-    Worker worker(*running, limits, std::move(listeners), std::move(signals), logs.access_fd());
+    Worker worker(*running, limits, std::move(listeners), std::move(stats_listener), std::move(signals),
+                  logs.access_fd());
     std::printf("cproxy %s listening on %s\n", CPROXY_VERSION, where.c_str());
     std::fflush(stdout);
+    if (!stats_where.empty()) std::fprintf(stderr, "cproxy: stats on %s\n", stats_where.c_str());
     log_info("up to %u client connections and %u splice pipes (open-file limit %llu)",
              limits.max_connections, limits.max_pipes, static_cast<unsigned long long>(descriptor_limit));
     notify_service_manager("READY=1");

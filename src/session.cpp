@@ -246,7 +246,7 @@ Worker::Step Worker::read_head(std::uint32_t index) noexcept {
         ssize_t n = ::recv(s.client.get(), s.request->space(), request_head_room(s) - s.request->size(), 0);
         if (n > 0) {
             s.request->commit(static_cast<std::uint32_t>(n));
-            counters_.bytes_in += static_cast<std::uint64_t>(n);
+            if (!s.stats_client) counters_.bytes_in += static_cast<std::uint64_t>(n);
             if (!s.head_started) {
                 s.head_started = true;
                 s.phase_started_ms = now_ms_;
@@ -301,7 +301,7 @@ void Worker::begin_unparsed_request(Session& s) noexcept {
 
 Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHead& head) noexcept {
     Session& s = sessions_[index];
-    ++counters_.requests;
+    if (!s.stats_client) ++counters_.requests;
     s.in_request = true;
     s.request_started_ms = now_ms_;
     s.head_length = static_cast<std::uint32_t>(head.length);
@@ -323,6 +323,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
         s.close_after_response = true;
         return fail(index, 403, "your address may not use this proxy (allow/deny rules)", EndReason::Denied);
     }
+    if (s.stats_client) return serve_stats(index, head);
 
     auto framing = http::request_framing(head);
     if (!framing) {
@@ -507,12 +508,14 @@ Worker::Step Worker::start_upstream(std::uint32_t index) noexcept {
         if (s.upstream && !s.connect_method && is_candidate(s, s.upstream_address)) {
             s.destination = s.upstream_address;
             s.upstream_reused = true;
+            ++counters_.upstream_reused;
             return on_upstream_ready(index);
         }
         if (s.upstream) park_upstream(s);
     }
     if (!s.connect_method && !s.fresh_upstream_only && take_pooled_upstream(index)) {
         s.upstream_reused = true;
+        ++counters_.upstream_reused;
         return on_upstream_ready(index);
     }
     s.phase = Phase::Connecting;
@@ -1067,6 +1070,29 @@ Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view deta
                           {body, static_cast<std::size_t>(std::max(length, 0))});
 }
 
+// The stats listener's own requests: GET or HEAD of /metrics or /stats, for
+// this worker's counters.
+Worker::Step Worker::serve_stats(std::uint32_t index, const http::RequestHead& head) noexcept {
+    Session& s = sessions_[index];
+    auto framing = http::request_framing(head);
+    if (!framing || framing->kind != http::BodyKind::None) s.close_after_response = true;
+    if (head.method != "GET" && head.method != "HEAD")
+        return answer_locally(index, 405, "Allow: GET, HEAD\r\n", "text/plain",
+                              "cproxy: the stats listener answers GET and HEAD\n");
+    std::string_view path = head.target.substr(0, head.target.find('?'));
+    bool prometheus = path == "/metrics";
+    if (!prometheus && path != "/stats")
+        return answer_locally(index, 404, "", "text/plain", "cproxy: try /metrics or /stats\n");
+    WorkerStats snapshot = stats();
+    // Room for the response head in front of the body in one buffer.
+    std::size_t room = buffer_size - head_headroom;
+    std::size_t length = prometheus ? render_prometheus(&snapshot, 1, scratch_.get(), room)
+                                    : render_json(&snapshot, 1, scratch_.get(), room);
+    if (length == 0) return fail(index, 500, "the statistics do not fit in a response buffer", EndReason::NoResources);
+    return answer_locally(index, 200, "", prometheus ? "text/plain; version=0.0.4; charset=utf-8" : "application/json",
+                          {scratch_.get(), length});
+}
+
 Worker::Step Worker::answer_locally(std::uint32_t index, int status, const char* extra_fields,
                                     std::string_view content_type, std::string_view body) noexcept {
     Session& s = sessions_[index];
@@ -1117,7 +1143,7 @@ Worker::Step Worker::respond(std::uint32_t index) noexcept {
         s.response->consume(static_cast<std::uint32_t>(n));
         s.response_unsent -= static_cast<std::uint32_t>(n);
         s.bytes_out += static_cast<std::uint64_t>(n);
-        counters_.bytes_out += static_cast<std::uint64_t>(n);
+        if (!s.stats_client) counters_.bytes_out += static_cast<std::uint64_t>(n);
     }
     buffers_.release(s.response);
     s.response = nullptr;
@@ -1165,6 +1191,10 @@ void Worker::close_upstream(Session& s) noexcept {
 void Worker::log_request(Session& s) noexcept {
     if (!s.in_request) return;
     s.in_request = false;
+    if (!s.stats_client) {
+        if (s.status >= 100 && s.status < 600) ++counters_.requests_by_class[s.status / 100 - 1];
+        else ++counters_.requests_unanswered;
+    }
     if (!access_log_.enabled()) return;
     char client[64];
     char upstream[64] = "";

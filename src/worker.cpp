@@ -14,7 +14,16 @@ namespace cproxy {
 
 namespace {
 
-enum class TokenKind : std::uint8_t { Listener, Client, Upstream, RacingUpstream, ParkedUpstream, Resolver, Signal };
+enum class TokenKind : std::uint8_t {
+    Listener,
+    StatsListener,
+    Client,
+    Upstream,
+    RacingUpstream,
+    ParkedUpstream,
+    Resolver,
+    Signal,
+};
 
 std::uint64_t make_token(TokenKind kind, std::uint32_t index, std::uint32_t generation) noexcept {
     return event_token(static_cast<std::uint8_t>(kind), index, generation);
@@ -39,11 +48,12 @@ constexpr std::string_view service_unavailable =
 
 }  // namespace
 
-Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd signal_fd,
-               int access_log_fd)
+Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd stats_listener,
+               Fd signal_fd, int access_log_fd)
     : config_(&config),
       authenticator_(config.auth),
       listeners_(std::move(listeners)),
+      stats_listener_(std::move(stats_listener)),
       signal_fd_(std::move(signal_fd)),
       spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
       sessions_(limits.max_connections),
@@ -66,6 +76,7 @@ Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listen
         reactor_.add_input(listeners_[i].get(),
                            make_token(TokenKind::Listener, static_cast<std::uint32_t>(i), 0));
     }
+    if (stats_listener_) reactor_.add_input(stats_listener_.get(), make_token(TokenKind::StatsListener, 0, 0));
     reactor_.add_input(signal_fd_.get(), make_token(TokenKind::Signal, 0, 0));
     retry_.reserve(limits.max_connections);
     retry_now_.reserve(limits.max_connections);
@@ -108,7 +119,10 @@ int Worker::run() {
             std::uint32_t generation = token_generation(data);
             switch (kind) {
             case TokenKind::Listener:
-                if (!stopping_) accept_clients(listeners_[index].get());
+                if (!stopping_) accept_clients(listeners_[index].get(), false);
+                break;
+            case TokenKind::StatsListener:
+                if (!stopping_) accept_clients(stats_listener_.get(), true);
                 break;
             case TokenKind::Client: on_session_event(index, generation, false, event.events); break;
             case TokenKind::Upstream: on_session_event(index, generation, true, event.events); break;
@@ -157,12 +171,38 @@ void Worker::log_resources() const noexcept {
              static_cast<unsigned long long>(resolver_.cache_misses()));
 }
 
+WorkerStats Worker::stats() const noexcept {
+    const Counters& c = counters_;
+    WorkerStats stats;
+    stats.connections_accepted = c.accepted;
+    stats.connections_refused = c.refused;
+    stats.connections_open = sessions_.used();
+    for (int i = 0; i < 5; ++i) stats.requests[i] = c.requests_by_class[i];
+    stats.requests_unanswered = c.requests_unanswered;
+    // Counted when asked rather than kept up to date on every tunnel's way in and out.
+    for (std::uint32_t i = 0; i < sessions_.capacity(); ++i)
+        if (sessions_.in_use(i) && sessions_[i].phase == Phase::Tunnel) ++stats.tunnels_active;
+    stats.tunnels_total = c.tunnels;
+    stats.bytes_in = c.bytes_in;
+    stats.bytes_out = c.bytes_out;
+    stats.bytes_spliced = c.spliced;
+    stats.buffers_in_use = buffers_.in_use() + large_buffers_.in_use();
+    stats.pipes_in_use = pipes_.in_use();
+    stats.upstream_idle_connections = idle_upstreams_.parked();
+    stats.upstream_reused = c.upstream_reused;
+    stats.dns_cache_hits = resolver_.cache_hits();
+    stats.dns_cache_misses = resolver_.cache_misses();
+    stats.dns_lookups_active = resolver_.lookups_in_flight();
+    return stats;
+}
+
 void Worker::begin_shutdown() noexcept {
     stopping_ = true;
     shutdown_deadline_ms_ = monotonic_ms() + config_->shutdown_timeout_ms;
     // Closing the listeners sends clients still in their queues a reset
     // rather than leaving them to wait for an accept that will not come.
     listeners_.clear();
+    stats_listener_.reset();
     for (std::uint32_t i = 0; i < sessions_.capacity(); ++i) {
         if (!sessions_.in_use(i)) continue;
         const Session& s = sessions_[i];
@@ -190,7 +230,7 @@ void Worker::refuse(int fd, const char* why) noexcept {
     ::close(fd);
 }
 
-void Worker::accept_clients(int listener) noexcept {
+void Worker::accept_clients(int listener, bool stats) noexcept {
     while (true) {
         SocketAddress peer;
         peer.length = sizeof peer.storage;
@@ -228,7 +268,8 @@ void Worker::accept_clients(int listener) noexcept {
             continue;
         }
         overloaded_ = false;
-        ++counters_.accepted;
+        s.stats_client = stats;
+        if (!stats) ++counters_.accepted;
         start_reading_head(s);
         if (!client_allowed(config_->access_rules, peer)) {
             begin_unparsed_request(s);

@@ -32,6 +32,7 @@ struct Backend {
 
 struct Config {
     std::vector<SocketAddress> listen;
+    std::optional<SocketAddress> stats_listen;  // GET /metrics and /stats; none by default
     std::uint32_t max_connections = 0;  // 0: derived from RLIMIT_NOFILE
     std::optional<Backend> backend;
     std::vector<std::string> auth;  // "user:pass" pairs, from auth and auth_file

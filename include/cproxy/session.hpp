@@ -138,6 +138,7 @@ struct Session {
     bool close_after_response = false;
     bool retry_queued = false;
     bool in_request = false;         // a request is being handled: log it when it ends
+    bool stats_client = false;       // accepted on the stats listener: served, never proxied
 
     char method[16] = {};
     char target[112] = {};

@@ -14,6 +14,7 @@
 #include "cproxy/fd.hpp"
 #include "cproxy/http_parser.hpp"
 #include "cproxy/log.hpp"
+#include "cproxy/metrics.hpp"
 #include "cproxy/policy.hpp"
 #include "cproxy/reactor.hpp"
 #include "cproxy/resolver.hpp"
@@ -35,6 +36,9 @@ struct Counters {
     std::uint64_t bytes_out = 0; // to clients
     std::uint64_t spliced = 0;
     std::uint64_t replays = 0;    // requests sent again after a reused upstream closed
+    std::uint64_t requests_by_class[5] = {};  // ended with 1xx .. 5xx
+    std::uint64_t requests_unanswered = 0;    // ended before a status was sent
+    std::uint64_t upstream_reused = 0;        // sent on a kept-alive or pooled upstream connection
 };
 
 struct WorkerLimits {
@@ -47,10 +51,11 @@ struct WorkerLimits {
 
 class Worker {
 public:
-    // `listeners` are bound, listening, non-blocking sockets; `signal_fd` is a
-    // signalfd for the signals the caller handles; `access_log_fd` is -1 for
-    // no access log. `config` must outlive the worker or its next reconfigure().
-    Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd signal_fd,
+    // `listeners` are bound, listening, non-blocking sockets, and so is
+    // `stats_listener` if not empty; `signal_fd` is a signalfd for the signals
+    // the caller handles; `access_log_fd` is -1 for no access log. `config`
+    // must outlive the worker or its next reconfigure().
+    Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd stats_listener, Fd signal_fd,
            int access_log_fd);
     ~Worker();
     // Serves until a signal arrives (returns its number) or, after
@@ -71,12 +76,13 @@ public:
     // nothing behind.
     void log_resources() const noexcept;
     std::uint32_t open_sessions() const noexcept { return sessions_.used(); }
+    WorkerStats stats() const noexcept;
 
 private:
     enum class Step : std::uint8_t { Progress, Wait, Closed };
 
     // worker.cpp: the loop, accepting, refusing, timers
-    void accept_clients(int listener) noexcept;
+    void accept_clients(int listener, bool stats) noexcept;
     void refuse(int fd, const char* why) noexcept;
     int read_signal() noexcept;
     void overload_episode(const char* why) noexcept;
@@ -123,6 +129,7 @@ private:
     Step answer_locally(std::uint32_t index, int status, const char* extra_fields,
                         std::string_view content_type, std::string_view body) noexcept;
     Step echo_trace(std::uint32_t index, const http::RequestHead& head) noexcept;
+    Step serve_stats(std::uint32_t index, const http::RequestHead& head) noexcept;
     void fail_and_drive(std::uint32_t index, int status, std::string_view detail, EndReason reason) noexcept;
     Step relay_response_body(std::uint32_t index, bool progress) noexcept;
     bool prepare_replay(Session& s) noexcept;
@@ -142,6 +149,7 @@ private:
     const Config* config_;
     Authenticator authenticator_;
     std::vector<Fd> listeners_;
+    Fd stats_listener_;
     std::vector<SocketAddress> listen_addresses_;
     Fd signal_fd_;
     Fd spare_fd_;  // closed to accept-and-refuse when descriptors run out

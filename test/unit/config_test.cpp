@@ -218,6 +218,20 @@ TEST_CASE("config: option errors name the option and the problem") {
     CHECK(value_error({"--hosts-file", ""}).rfind("--hosts-file:", 0) == 0);
 }
 
+TEST_CASE("config: stats_listen") {
+    CHECK_FALSE(load({}).config.stats_listen);
+    LoadedConfig loaded = load({"--stats-listen", "127.0.0.1:9100"});
+    REQUIRE(loaded.errors.empty());
+    REQUIRE(loaded.config.stats_listen);
+    CHECK(to_string(*loaded.config.stats_listen) == "127.0.0.1:9100");
+    CHECK(only_error(load({"--stats-listen", "localhost:9100"})) ==
+          "--stats-listen: 'localhost' is not an IPv4 or IPv6 address");
+    ScratchDirectory dir;
+    LoadedConfig from_file = load_file(dir, "stats_listen [::1]:9100\n");
+    REQUIRE(from_file.errors.empty());
+    CHECK(to_string(*from_file.config.stats_listen) == "[::1]:9100");
+}
+
 TEST_CASE("config: resolver directives") {
     Config defaults = load({}).config;
     CHECK(defaults.dns_servers.empty());
