@@ -276,6 +276,13 @@ std::string apply_resolver(Config& config, std::string_view value) {
     }
 }
 
+std::string apply_upstream_max_idle(Config& config, std::string_view value) {
+    auto count = value == "0" ? std::optional<std::uint32_t>(0) : parse_count(value, 100'000);
+    if (!count) return quoted(value) + " is not a number between 0 and 100000";
+    config.upstream_max_idle = *count;
+    return {};
+}
+
 std::string apply_dns_cache_size(Config& config, std::string_view value) {
     auto count = value == "0" ? std::optional<std::uint32_t>(0) : parse_count(value, 1'000'000);
     if (!count) return quoted(value) + " is not a number between 0 and 1000000";
@@ -328,6 +335,10 @@ const Directive directives[] = {
      apply_duration<&Config::timeout_tunnel_idle_ms>},
     {"shutdown_timeout", "D", "how long a stop waits for open requests (default 10s)",
      apply_duration<&Config::shutdown_timeout_ms>},
+    {"upstream_idle_timeout", "D", "how long an idle upstream connection is kept for reuse (default 2s)",
+     apply_duration<&Config::upstream_idle_timeout_ms>},
+    {"upstream_max_idle", "N", "idle upstream connections kept, 0 for none (default: from the open-file limit)",
+     apply_upstream_max_idle},
     {"max_header_size", "SIZE", "largest request head, 1k to 1m (default 64k)", apply_max_header_size},
     {"max_headers", "N", "most field lines in a request head, up to 256 (default 100)", apply_max_headers},
     {"access_log", "PATH", "one line per request: a file, stderr or off (default off)",

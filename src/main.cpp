@@ -46,7 +46,8 @@ WorkerLimits size_worker(Config& config, std::uint64_t descriptor_limit) {
     // flight, so a pool of a few percent of the sessions covers busy tunnels.
     std::uint64_t pipes = std::min<std::uint64_t>(1024, descriptor_limit / 16);
     // Idle upstream connections kept for other sessions to reuse.
-    std::uint64_t idle_upstreams = std::min<std::uint64_t>(256, descriptor_limit / 64);
+    std::uint64_t idle_upstreams =
+        config.upstream_max_idle.value_or(std::min<std::uint64_t>(256, descriptor_limit / 64));
     std::uint64_t reserve = reserved_descriptors + 2 * pipes + idle_upstreams;
     std::uint64_t fitting = descriptor_limit > reserve + 2 ? (descriptor_limit - reserve) / 2 : 1;
     if (config.max_connections == 0) {
@@ -124,6 +125,8 @@ void keep_start_up_settings(const Config& running, Config& next) {
     keep(next.group != running.group, "group");
     keep(next.pid_file != running.pid_file, "pid_file");
     keep(next.max_header_size != running.max_header_size, "max_header_size");
+    keep(next.upstream_max_idle != running.upstream_max_idle, "upstream_max_idle");
+    next.upstream_max_idle = running.upstream_max_idle;
     keep(next.system_resolver != running.system_resolver, "resolver system");
     keep(next.dns_cache_size != running.dns_cache_size, "dns_cache_size");
     keep(next.hosts_file != running.hosts_file, "hosts_file");

@@ -158,16 +158,21 @@ void Resolver::load_resolv_conf(const Config& config) {
         read_file("/etc/resolv.conf", text);
         resolv_ = parse_resolv_conf(text);
     } else {
-        resolv_ = ResolvConf{};
-        resolv_.nameservers = config.dns_servers;
+        ResolvConf named;
+        named.nameservers = config.dns_servers;
+        resolv_ = std::move(named);
     }
 }
 
-void Resolver::reconfigure(const Config& config) {
+void Resolver::reconfigure(const Config& config) noexcept {
     timeout_ms_ = config.dns_timeout_ms;
     prefer_ipv6_ = config.prefer_ipv6;
     cache_.set_ttl_bounds(config.dns_min_ttl_s, config.dns_max_ttl_s);
-    load_resolv_conf(config);
+    try {
+        load_resolv_conf(config);
+    } catch (const std::exception& error) {
+        log_warning("reload: DNS servers unchanged: %s", error.what());
+    }
 }
 
 std::uint64_t Resolver::token(std::uint32_t index, std::uint32_t generation) const noexcept {

@@ -7,8 +7,8 @@
 
 namespace cproxy {
 
-UpstreamPool::UpstreamPool(std::uint32_t capacity)
-    : entries_(capacity), buckets_(capacity ? std::bit_ceil(2 * capacity) : 0, none) {
+UpstreamPool::UpstreamPool(std::uint32_t capacity, std::uint32_t idle_timeout_ms)
+    : entries_(capacity), buckets_(capacity ? std::bit_ceil(2 * capacity) : 0, none), idle_timeout_ms_(idle_timeout_ms) {
     for (std::uint32_t i = 0; i < capacity; ++i) entries_[i].older = i + 1 < capacity ? i + 1 : none;
     free_ = capacity ? 0 : none;
 }
@@ -79,7 +79,7 @@ void UpstreamPool::drop(std::uint32_t slot, std::uint32_t generation) noexcept {
 }
 
 void UpstreamPool::expire(std::uint64_t now_ms) noexcept {
-    while (oldest_ != none && entries_[oldest_].parked_ms + max_idle_ms <= now_ms) close_entry(oldest_);
+    while (oldest_ != none && entries_[oldest_].parked_ms + idle_timeout_ms_ <= now_ms) close_entry(oldest_);
 }
 
 void UpstreamPool::unlink(std::uint32_t slot) noexcept {

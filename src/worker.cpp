@@ -60,7 +60,7 @@ Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listen
       buffers_(limits.max_connections * 2 + 16),
       large_buffers_(limits.large_buffers, limits.large_buffer_bytes),
       pipes_(limits.max_pipes),
-      idle_upstreams_(limits.max_idle_upstreams),
+      idle_upstreams_(limits.max_idle_upstreams, config.upstream_idle_timeout_ms),
       timers_(limits.max_connections, monotonic_ms()),
       resolver_(config, reactor_, static_cast<std::uint8_t>(TokenKind::Resolver), limits.max_connections,
                 &Worker::deliver_lookup, this, monotonic_ms()),
@@ -153,6 +153,7 @@ void Worker::reconfigure(const Config& config, int access_log_fd) noexcept {
     authenticator_ = Authenticator(config.auth);
     splice_enabled_ = config.splice;
     resolver_.reconfigure(config);
+    idle_upstreams_.set_idle_timeout(config.upstream_idle_timeout_ms);
     access_log_.set_fd(access_log_fd);
 }
 

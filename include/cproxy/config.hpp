@@ -45,6 +45,8 @@ struct Config {
     std::uint32_t timeout_response_ms = 60'000;
     std::uint32_t timeout_tunnel_idle_ms = 300'000;
     std::uint32_t shutdown_timeout_ms = 10'000;
+    std::uint32_t upstream_idle_timeout_ms = 2'000;  // a pooled upstream connection's idle life
+    std::optional<std::uint32_t> upstream_max_idle;  // pooled connections; none: from the open-file limit
     std::uint32_t max_header_size = 64 * 1024;  // bytes of a request head
     std::uint16_t max_headers = http::default_max_headers;  // field lines of a request head
     std::string access_log;  // "" (off), "stderr" or a path

@@ -81,7 +81,7 @@ public:
 
     // A reload: dns_timeout, the TTL bounds, prefer_ipv6 and the servers
     // (resolv.conf is read again) apply to lookups started from now on.
-    void reconfigure(const Config& config);
+    void reconfigure(const Config& config) noexcept;
 
     // Answers at once from the hosts file or the cache (fills `out` when
     // Found), or registers `waiter` and returns nullopt: deliver() follows.

@@ -6,9 +6,9 @@
 // Bounded, because its descriptors are reserved in the worker's budget; when
 // full, the connection idle longest is closed to make room. Per address the
 // most recently parked connection is reused first, so surplus ones age out.
-// Nothing is kept longer than max_idle_ms: servers close idle keep-alive
-// connections after a few seconds (Apache and Node.js: 5 s), and a request
-// sent as the server closes would be lost.
+// Nothing is kept longer than the idle timeout (upstream_idle_timeout, 2 s
+// by default): servers close idle keep-alive connections after a few seconds
+// (Apache and Node.js: 5 s), and a request sent as the server closes would be lost.
 //
 // The pool owns the descriptors but knows nothing of epoll: the worker watches
 // a parked connection under the slot's token, and any event on it (the server
@@ -26,14 +26,16 @@ namespace cproxy {
 
 class UpstreamPool {
 public:
-    static constexpr std::uint64_t max_idle_ms = 2000;
+    static constexpr std::uint32_t default_idle_timeout_ms = 2000;
 
     struct Parked {
         std::uint32_t slot;
         std::uint32_t generation;
     };
 
-    explicit UpstreamPool(std::uint32_t capacity);
+    explicit UpstreamPool(std::uint32_t capacity, std::uint32_t idle_timeout_ms = default_idle_timeout_ms);
+    // Applies to every connection parked, from the next expire() on.
+    void set_idle_timeout(std::uint32_t idle_timeout_ms) noexcept { idle_timeout_ms_ = idle_timeout_ms; }
 
     // Takes ownership of `connection`; capacity 0 closes it at once (nullopt).
     std::optional<Parked> park(Fd connection, const SocketAddress& address, std::uint64_t now_ms) noexcept;
@@ -41,7 +43,7 @@ public:
     Fd take(const SocketAddress& address, std::uint64_t now_ms) noexcept;
     // An event arrived for a parked connection: close it, if it is still parked.
     void drop(std::uint32_t slot, std::uint32_t generation) noexcept;
-    // Closes connections parked longer than max_idle_ms.
+    // Closes connections parked longer than the idle timeout.
     void expire(std::uint64_t now_ms) noexcept;
 
     std::uint32_t capacity() const noexcept { return static_cast<std::uint32_t>(entries_.size()); }
@@ -71,6 +73,7 @@ private:
     std::uint32_t newest_ = none, oldest_ = none;
     std::uint32_t free_ = none;           // chained through `older`
     std::uint32_t parked_ = 0;
+    std::uint32_t idle_timeout_ms_;
 };
 
 }  // namespace cproxy

@@ -72,6 +72,40 @@ TEST_CASE("integration: parked upstream connections expire after two idle second
     CHECK(o.connections() == 2);
 }
 
+TEST_CASE("integration: --upstream-idle-timeout sets how long a parked connection is kept",
+          "[integration][upstream-reuse]")
+{
+    Origin o(static_origin("short-lived"));
+    Proxy p(proxy_args({"--upstream-idle-timeout", "300ms"}));
+    auto fetch_and_close = [&](const std::string& path) {
+        Conn c = p.connect();
+        auto r = c.roundtrip(get_and_close(o.url(path)));
+        REQUIRE(r);
+        CHECK(r->status == 200);
+    };
+    fetch_and_close("/first");
+    fetch_and_close("/soon");  // within 300 ms: the parked connection
+    CHECK(o.connections() == 1);
+    std::this_thread::sleep_for(Ms(700));
+    fetch_and_close("/later");  // past it: a new connection
+    CHECK(o.connections() == 2);
+}
+
+TEST_CASE("integration: --upstream-max-idle 0 keeps no upstream connection",
+          "[integration][upstream-reuse]")
+{
+    Origin o(static_origin("unpooled"));
+    Proxy p(proxy_args({"--upstream-max-idle", "0"}));
+    for (int i = 0; i < 3; ++i) {
+        Conn c = p.connect();
+        auto r = c.roundtrip(get_and_close(o.url("/n" + std::to_string(i))));
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(c.wait_closed(Ms(3000)));
+    }
+    CHECK(o.connections() == 3);
+}
+
 TEST_CASE("integration: a CONNECT tunnel never gets a parked HTTP connection",
           "[integration][upstream-reuse]")
 {

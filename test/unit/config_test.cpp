@@ -218,6 +218,19 @@ TEST_CASE("config: option errors name the option and the problem") {
     CHECK(value_error({"--hosts-file", ""}).rfind("--hosts-file:", 0) == 0);
 }
 
+TEST_CASE("config: upstream pool directives") {
+    Config defaults = load({}).config;
+    CHECK(defaults.upstream_idle_timeout_ms == 2000);
+    CHECK_FALSE(defaults.upstream_max_idle);
+    LoadedConfig loaded = load({"--upstream-idle-timeout", "500ms", "--upstream-max-idle", "0"});
+    REQUIRE(loaded.errors.empty());
+    CHECK(loaded.config.upstream_idle_timeout_ms == 500);
+    CHECK(loaded.config.upstream_max_idle == 0u);
+    CHECK(only_error(load({"--upstream-max-idle", "100001"})) ==
+          "--upstream-max-idle: '100001' is not a number between 0 and 100000");
+    CHECK(only_error(load({"--upstream-idle-timeout", "0"})).rfind("--upstream-idle-timeout:", 0) == 0);
+}
+
 TEST_CASE("config: stats_listen") {
     CHECK_FALSE(load({}).config.stats_listen);
     LoadedConfig loaded = load({"--stats-listen", "127.0.0.1:9100"});

@@ -53,20 +53,29 @@ TEST_CASE("upstream pool: when full, the connection idle longest is closed") {
     CHECK(pool.take(address("127.0.0.1", 82), 30).get() == newest_fd);
 }
 
-TEST_CASE("upstream pool: connections expire after max_idle_ms") {
-    UpstreamPool pool(4);
+TEST_CASE("upstream pool: connections expire after the idle timeout") {
+    std::uint32_t timeout = GENERATE(UpstreamPool::default_idle_timeout_ms, 300u);
+    UpstreamPool pool(4, timeout);
     Fd early = open_connection_stand_in(), late = open_connection_stand_in();
     int early_fd = early.get(), late_fd = late.get();
     pool.park(std::move(early), address("127.0.0.1", 80), 1000);
-    pool.park(std::move(late), address("127.0.0.1", 80), 1500);
-    pool.expire(1000 + UpstreamPool::max_idle_ms - 1);
+    pool.park(std::move(late), address("127.0.0.1", 80), 1100);
+    pool.expire(1000 + timeout - 1);
     CHECK(pool.parked() == 2);
-    pool.expire(1000 + UpstreamPool::max_idle_ms);
+    pool.expire(1000 + timeout);
     CHECK(pool.parked() == 1);
     CHECK_FALSE(is_open(early_fd));
     // take() applies the same age limit before it looks.
-    CHECK_FALSE(pool.take(address("127.0.0.1", 80), 1500 + UpstreamPool::max_idle_ms));
+    CHECK_FALSE(pool.take(address("127.0.0.1", 80), 1100 + timeout));
     CHECK_FALSE(is_open(late_fd));
+}
+
+TEST_CASE("upstream pool: a new idle timeout applies to connections already parked") {
+    UpstreamPool pool(2);
+    pool.park(open_connection_stand_in(), address("127.0.0.1", 80), 1000);
+    pool.set_idle_timeout(100);
+    pool.expire(1100);
+    CHECK(pool.parked() == 0);
 }
 
 TEST_CASE("upstream pool: a drop closes only the registration it was meant for") {
