@@ -383,7 +383,6 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
                           host_port->port);
             return fail(index, 403, detail, EndReason::Refused);
         }
-        ++counters_.tunnels;
         return route(index, host_port->host, host_port->port);
     }
 
@@ -630,6 +629,7 @@ Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
         s.phase_started_ms = now_ms_;
         return Step::Progress;
     }
+    ++counters_.tunnels;
     // Bytes the client sent after the CONNECT head are the tunnel's first bytes.
     s.request->consume(s.head_length);
     s.request_unsent = 0;
