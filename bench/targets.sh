@@ -32,9 +32,13 @@ require_free_port() {
     fi
 }
 
+# /nginx_status (stub_status, when this nginx has the module) counts the
+# connections nginx accepted: the upstream-pool case reads it around each run.
 start_nginx() {
+    local status_location=""
     require_free_port "$nginx_port"
     mkdir -p "$work/nginx/logs"
+    [[ $(nginx -V 2>&1) == *http_stub_status_module* ]] && status_location="location = /nginx_status { stub_status; }"
     cat >"$work/nginx/nginx.conf" <<CONF
 worker_processes 1;
 worker_rlimit_nofile 20000;
@@ -52,7 +56,7 @@ http {
     fastcgi_temp_path $work/nginx/fastcgi;
     uwsgi_temp_path $work/nginx/uwsgi;
     scgi_temp_path $work/nginx/scgi;
-    server { listen 127.0.0.1:$nginx_port backlog=16384; root $html; }
+    server { listen 127.0.0.1:$nginx_port backlog=16384; root $html; $status_location }
 }
 CONF
     taskset -c "$load_cpu" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
