@@ -1171,6 +1171,53 @@ bool Proxy::wait_err(const std::function<bool(const std::string&)>& pred, Ms tim
                               timeout);
 }
 
+namespace {
+
+// The first complete line of `text` containing "stats on ", or "".
+std::string find_stats_line(const std::string& text)
+{
+    std::size_t at = text.find("stats on ");
+    if (at == std::string::npos)
+        return "";
+    std::size_t end = text.find('\n', at);
+    if (end == std::string::npos)
+        return "";
+    std::size_t start = text.rfind('\n', at);
+    start = start == std::string::npos ? 0 : start + 1;
+    return text.substr(start, end - start);
+}
+
+} // namespace
+
+std::optional<Proxy::StatsLine> Proxy::stats_line(Ms timeout)
+{
+    child_.wait_output(
+        [](const std::string& out, const std::string& err) {
+            return !find_stats_line(err).empty() || !find_stats_line(out).empty();
+        },
+        timeout);
+    StatsLine s;
+    s.line = find_stats_line(child_.err());
+    s.on_stderr = !s.line.empty();
+    if (s.line.empty())
+        s.line = find_stats_line(child_.out());
+    if (s.line.empty())
+        return std::nullopt;
+    std::string item = s.line.substr(s.line.find("stats on ") + 9);
+    item = item.substr(0, item.find_first_of(" \t\r"));
+    std::size_t colon = item.rfind(':');
+    if (colon == std::string::npos)
+        return std::nullopt;
+    s.host = item.substr(0, colon);
+    if (s.host.size() >= 2 && s.host.front() == '[' && s.host.back() == ']')
+        s.host = s.host.substr(1, s.host.size() - 2);
+    int port = std::atoi(item.substr(colon + 1).c_str());
+    if (port <= 0 || port > 65535)
+        return std::nullopt;
+    s.port = static_cast<std::uint16_t>(port);
+    return s;
+}
+
 int Proxy::open_fds() const
 {
     int n = 0;

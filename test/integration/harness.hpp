@@ -397,6 +397,20 @@ public:
 
     Conn connect(Ms timeout = kWait) const { return connect_to(port(), "127.0.0.1", timeout); }
 
+    // The start-up line announcing the --stats-listen address,
+    // "cproxy: stats on ADDR:PORT", waited for (bounded) like the listen
+    // line. It is looked for on stderr, where it belongs, and on stdout too,
+    // so that a line on the wrong stream still yields the port; `on_stderr`
+    // and `line` let a test check where and how it was printed. nullopt when
+    // no such complete line came within timeout (or the proxy exited).
+    struct StatsLine {
+        std::string line;       // the whole line, without its newline
+        std::string host;       // brackets of an IPv6 literal removed
+        std::uint16_t port = 0;
+        bool on_stderr = false;
+    };
+    std::optional<StatsLine> stats_line(Ms timeout = kWait);
+
 private:
     Child child_;
     std::string line_;
