@@ -142,16 +142,9 @@ TEST_CASE("integration: bad usage exits 2 and names the problem on stderr", "[in
 TEST_CASE("integration: an address already in use exits 1 with a message", "[integration][cli]")
 {
     // Hold a listener on a port, then ask cproxy for the same port.
-    Fd holder(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(holder.valid());
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(holder.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(holder.get(), 4) == 0);
-    socklen_t len = sizeof a;
-    REQUIRE(::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    std::string port = std::to_string(ntohs(a.sin_port));
+    std::uint16_t held = 0;
+    Fd holder = listen_loopback(4, held);
+    std::string port = std::to_string(held);
 
     RunResult r = run_proxy({"-l", "127.0.0.1:" + port});
     INFO("stderr: " << r.err);

@@ -114,12 +114,6 @@ Fd listen_on(const std::string& host, int backlog, std::uint16_t& port)
     return fd;
 }
 
-// Listening socket on 127.0.0.1:0; returns fd and port.
-Fd listen_loopback(int backlog, std::uint16_t& port)
-{
-    port = 0;
-    return listen_on("127.0.0.1", backlog, port);
-}
 
 std::string bracket(const std::string& host)
 {
@@ -127,6 +121,12 @@ std::string bracket(const std::string& host)
 }
 
 } // namespace
+
+Fd listen_loopback(int backlog, std::uint16_t& port)
+{
+    port = 0;
+    return listen_on("127.0.0.1", backlog, port);
+}
 
 bool iequals(std::string_view a, std::string_view b)
 {

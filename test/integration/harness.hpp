@@ -78,6 +78,9 @@ bool wait_until(const std::function<bool()>& pred, Ms timeout = kWait);
 // A TCP port on 127.0.0.1 that nothing listens on (bound, then closed).
 std::uint16_t unused_port();
 
+// A listening socket on 127.0.0.1, on a free port stored in `port`.
+Fd listen_loopback(int backlog, std::uint16_t& port);
+
 // True when a socket can be bound to [::1]:0 here.
 bool ipv6_loopback_available();
 

@@ -1403,16 +1403,9 @@ TEST_CASE("integration: stats: a stats address already in use is a start-up fail
           "[integration][stats]")
 {
     // Hold a listener, then ask cproxy for the same address.
-    Fd holder(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    REQUIRE(holder.valid());
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(holder.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(holder.get(), 1) == 0);
-    socklen_t len = sizeof a;
-    REQUIRE(::getsockname(holder.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0);
-    std::string taken = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    std::uint16_t port = 0;
+    Fd holder = listen_loopback(1, port);
+    std::string taken = "127.0.0.1:" + std::to_string(port);
     RunResult r = run_proxy({"-c", "/dev/null", "-l", "127.0.0.1:0", "--stats-listen", taken});
     INFO("stdout: " << r.out << "\nstderr: " << r.err);
     REQUIRE_FALSE(r.timed_out);
