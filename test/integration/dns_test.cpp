@@ -1151,3 +1151,67 @@ TEST_CASE("integration: dns: a family that answers late still reaches the cache"
     CHECK(dns.count("late.test", dns::A) == 1);
     CHECK(dns.count("late.test", dns::AAAA) == 1);
 }
+
+TEST_CASE("integration: dns: lookups of every kind leave no socket and no lookup behind",
+          "[integration][dns][hardening]")
+{
+    REQUIRE(in_netns());
+    FakeDns dns;
+    Origin o(closing_origin("settled"));
+    dns.script("ok.test", a_record("127.0.0.1"));
+    DnsScript truncated = a_record("127.0.0.1");
+    truncated.truncate_udp = true;
+    dns.script("tc.test", truncated);
+    DnsScript slow = a_record("127.0.0.1");
+    slow.delay = Ms(300);  // within the first try (1 s / 2 attempts)
+    dns.script("slow.test", slow);
+    DnsScript silent;
+    silent.silent = true;
+    dns.script("silent.test", silent);
+    DnsScript dual = a_record("127.0.0.1");
+    dual.aaaa = {"::1"};  // nothing listens on [::1]:P: refused, then IPv4
+    dns.script("dual.test", dual);
+    // No cache and no upstream pool: every request looks its name up, and
+    // every descriptor left afterwards would be a leak.
+    Proxy p(proxy_args_dns(dns, {"--dns-timeout", "1s", "--dns-cache-size", "0", "--upstream-max-idle", "0",
+                                 "--stats-listen", "127.0.0.1:0"}));
+    auto stats = p.stats_line();
+    REQUIRE(stats);
+    auto metric = [&](const std::string& name) {
+        Conn c = connect_to(stats->port);
+        auto r = c.roundtrip("GET /metrics HTTP/1.1\r\nHost: stats\r\nConnection: close\r\n\r\n");
+        REQUIRE(r);
+        std::string key = "\n" + name + "{worker=\"0\"} ";
+        auto at = r->body.find(key);
+        REQUIRE(at != std::string::npos);
+        return std::stoll(r->body.substr(at + key.size()));
+    };
+    const int baseline = p.open_fds();
+
+    for (int round = 0; round < 3; ++round) {
+        for (const char* name : {"ok.test", "tc.test", "dual.test"}) {
+            auto f = fetch(p, authority(name, o.port()));
+            INFO(name << ": " << dns.describe());
+            CHECK(f.status() == 200);
+        }
+        CHECK(fetch(p, authority("missing.test", o.port())).status() == 502);
+        // Two of three clients leave while their shared lookup is pending.
+        std::vector<Conn> leaving;
+        for (int i = 0; i < 2; ++i) {
+            leaving.push_back(p.connect());
+            REQUIRE(leaving.back().send_all(get_req(authority("slow.test", o.port()))));
+        }
+        Conn staying = p.connect();
+        REQUIRE(staying.send_all(get_req(authority("slow.test", o.port()))));
+        leaving.clear();
+        auto r = staying.read_response(kWait);
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(fetch(p, authority("silent.test", o.port())).status() == 504);
+    }
+    INFO(dns.describe());
+    CHECK(wait_until([&] { return metric("cproxy_dns_lookups_active") == 0; }, Ms(3000)));
+    CHECK(wait_until([&] { return metric("cproxy_connections_open") == 1; }, Ms(3000)));  // the scrape itself
+    CHECK(wait_until([&] { return p.open_fds() == baseline; }, Ms(3000)));
+    CHECK(p.open_fds() == baseline);
+}
