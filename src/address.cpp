@@ -39,6 +39,13 @@ bool SocketAddress::is_unspecified() const noexcept {
     return false;
 }
 
+std::span<const std::uint8_t> ip_bytes(const SocketAddress& address) noexcept {
+    if (address.family() == AF_INET6)
+        return {reinterpret_cast<const std::uint8_t*>(&reinterpret_cast<const sockaddr_in6*>(address.get())->sin6_addr),
+                16};
+    return {reinterpret_cast<const std::uint8_t*>(&reinterpret_cast<const sockaddr_in*>(address.get())->sin_addr), 4};
+}
+
 bool operator==(const SocketAddress& a, const SocketAddress& b) noexcept {
     if (a.family() != b.family()) return false;
     if (a.family() == AF_INET) {

@@ -37,23 +37,9 @@ std::uint32_t ttl_of(const std::uint8_t* p) noexcept {
     return ttl > 0x7fffffffu ? 0 : ttl;
 }
 
-// Normalises a query name; false if it is not a host name.
 bool normalise(std::string_view name, Name& out) noexcept {
-    if (!name.empty() && name.back() == '.') name.remove_suffix(1);
-    if (name.empty() || name.size() > max_name) return false;
-    std::size_t label = 0;
-    for (char c : name) {
-        if (c == '.') {
-            if (label == 0) return false;
-            label = 0;
-        } else {
-            bool valid = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                         c == '-' || c == '_';
-            if (!valid || ++label > 63) return false;
-        }
-        out.text[out.length++] = lower(c);
-    }
-    return label != 0;
+    out.length = normalise_name(name, out.text);
+    return out.length != 0;
 }
 
 // Reads the name at `pos` (RFC 1035 §4.1.4) and moves `pos` past it. Each
@@ -133,6 +119,25 @@ std::uint32_t negative_ttl(const std::uint8_t* m, std::size_t size, const Sectio
 }
 
 }  // namespace
+
+std::size_t normalise_name(std::string_view name, char* out) noexcept {
+    if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+    if (name.empty() || name.size() > max_name) return 0;
+    std::size_t label = 0;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        char c = name[i];
+        if (c == '.') {
+            if (label == 0) return 0;
+            label = 0;
+        } else {
+            bool valid = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                         c == '-' || c == '_';
+            if (!valid || ++label > 63) return 0;
+        }
+        out[i] = lower(c);
+    }
+    return label != 0 ? name.size() : 0;
+}
 
 std::size_t write_query(std::uint16_t id, std::string_view name, QueryType type, std::uint8_t* out,
                         std::size_t capacity) noexcept {

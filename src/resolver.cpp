@@ -49,29 +49,6 @@ bool cacheable(const dns::Reply& reply) noexcept {
     return reply.outcome == dns::Outcome::Addresses || is_negative(reply);
 }
 
-// Lowercases a host name into `out` without its final dot; false unless it is
-// dot-separated labels of letters, digits, '-' and '_' (1-63 bytes each).
-bool normalise(std::string_view host, char* out, std::uint8_t& length, bool& absolute) noexcept {
-    absolute = !host.empty() && host.back() == '.';
-    if (absolute) host.remove_suffix(1);
-    if (host.empty() || host.size() > dns::max_name) return false;
-    std::size_t label = 0;
-    for (std::size_t i = 0; i < host.size(); ++i) {
-        char c = host[i];
-        if (c == '.') {
-            if (label == 0) return false;
-            label = 0;
-        } else {
-            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-            bool valid = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-            if (!valid || ++label > 63) return false;
-        }
-        out[i] = c;
-    }
-    length = static_cast<std::uint8_t>(host.size());
-    return label != 0;
-}
-
 std::uint32_t hash_name(std::string_view name) noexcept {
     std::uint32_t hash = 2166136261u;
     for (char c : name) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
@@ -90,15 +67,20 @@ bool read_file(const std::string& path, std::string& text) {
 void add_address(dns::Reply& reply, const SocketAddress& address) noexcept {
     if (reply.count >= dns::max_addresses) return;
     reply.outcome = dns::Outcome::Addresses;
-    if (address.family() == AF_INET)
-        std::memcpy(reply.addresses[reply.count++].data(),
-                    &reinterpret_cast<const sockaddr_in*>(address.get())->sin_addr, 4);
-    else
-        std::memcpy(reply.addresses[reply.count++].data(),
-                    &reinterpret_cast<const sockaddr_in6*>(address.get())->sin6_addr, 16);
+    auto bytes = ip_bytes(address);
+    std::memcpy(reply.addresses[reply.count++].data(), bytes.data(), bytes.size());
 }
 
 }  // namespace
+
+AddressList AddressList::single(const SocketAddress& address) noexcept {
+    AddressList list;
+    list.count = 1;
+    list.ipv6_mask = address.family() == AF_INET6 ? 1 : 0;
+    auto bytes = ip_bytes(address);
+    std::memcpy(list.addresses[0].data(), bytes.data(), bytes.size());
+    return list;
+}
 
 SocketAddress AddressList::at(std::size_t i, std::uint16_t port) const noexcept {
     SocketAddress address;
@@ -315,10 +297,10 @@ void Resolver::release_lookup(std::uint32_t index) noexcept {
 std::optional<LookupStatus> Resolver::start(std::string_view host, std::uint32_t waiter, std::uint64_t waiter_token,
                                             AddressList& out, std::uint64_t now_ms) noexcept {
     char key_buffer[DnsCache::max_key];
-    std::uint8_t name_length = 0;
-    bool absolute = false;
     if (waiter >= waiter_capacity_) return LookupStatus::Overloaded;
-    if (!normalise(host, key_buffer, name_length, absolute)) return LookupStatus::BadName;
+    std::size_t name_length = dns::normalise_name(host, key_buffer);
+    if (name_length == 0) return LookupStatus::BadName;
+    bool absolute = host.back() == '.';
     std::string_view name(key_buffer, name_length);
     std::size_t key_length = name_length;
     if (absolute && !resolv_.search.empty()) key_buffer[key_length++] = '.';

@@ -88,20 +88,10 @@ const char* reason_phrase(int status) noexcept {
     }
 }
 
-// An IP literal or the backend: the one address to connect to.
 void go_to_address(Session& s, const SocketAddress& address) noexcept {
     s.destination = address;
     s.target_port = address.port();
-    s.candidates = AddressList{};
-    s.candidates.count = 1;
-    if (address.family() == AF_INET6) {
-        s.candidates.ipv6_mask = 1;
-        std::memcpy(s.candidates.addresses[0].data(),
-                    &reinterpret_cast<const sockaddr_in6*>(address.get())->sin6_addr, 16);
-    } else {
-        std::memcpy(s.candidates.addresses[0].data(), &reinterpret_cast<const sockaddr_in*>(address.get())->sin_addr,
-                    4);
-    }
+    s.candidates = AddressList::single(address);
 }
 
 bool is_candidate(const Session& s, const SocketAddress& address) noexcept {

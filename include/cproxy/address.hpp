@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,9 @@ struct SocketAddress {
 };
 
 bool operator==(const SocketAddress& a, const SocketAddress& b) noexcept;
+
+// The IP address itself: 4 bytes for IPv4, 16 for IPv6, network order.
+std::span<const std::uint8_t> ip_bytes(const SocketAddress& address) noexcept;
 
 // Writes "1.2.3.4:80" or "[::1]:80" into `out` (NUL-terminated); returns its length.
 std::size_t format_address(const SocketAddress& address, char* out, std::size_t capacity) noexcept;

@@ -17,6 +17,11 @@ inline constexpr std::size_t max_name = 253;       // dotted, without the final 
 inline constexpr std::size_t max_addresses = 8;    // kept from one reply
 inline constexpr std::size_t max_cname_hops = 8;
 
+// Copies `name` to `out` (room for max_name bytes) lowercase and without a
+// final dot; returns its length, or 0 unless it is dot-separated labels of
+// letters, digits, '-' and '_', 1 to 63 bytes each.
+std::size_t normalise_name(std::string_view name, char* out) noexcept;
+
 // Writes a recursive query for `name` (a host name, optionally ending in a
 // dot); returns its length, or 0 if the name is not a valid host name or the
 // query does not fit in `capacity`.

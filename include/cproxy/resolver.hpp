@@ -52,6 +52,8 @@ struct AddressList {
     std::uint8_t ipv6_mask = 0;  // bit i: addresses[i] is IPv6
     std::array<std::array<std::uint8_t, 16>, capacity> addresses{};
 
+    // An IP literal or the backend: one address to connect to.
+    static AddressList single(const SocketAddress& address) noexcept;
     bool is_ipv6(std::size_t i) const noexcept { return (ipv6_mask >> i) & 1; }
     SocketAddress at(std::size_t i, std::uint16_t port) const noexcept;
 };
