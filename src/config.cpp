@@ -145,6 +145,24 @@ std::string apply_max_connections(Config& config, std::string_view value) {
     return {};
 }
 
+std::string apply_workers(Config& config, std::string_view value) {
+    if (value == "auto") {
+        config.workers = 0;
+        return {};
+    }
+    auto number = parse_count(value, max_workers);
+    if (!number) return quoted(value) + " is not auto or a number between 1 and " + std::to_string(max_workers);
+    config.workers = *number;
+    return {};
+}
+
+std::string apply_upstream_max_connections(Config& config, std::string_view value) {
+    auto count = value == "0" ? std::optional<std::uint32_t>(0) : parse_count(value, 1'000'000);
+    if (!count) return quoted(value) + " is not a number between 0 and 1000000";
+    config.upstream_max_connections = *count;
+    return {};
+}
+
 std::string apply_backend(Config& config, std::string_view value) {
     auto host_port = split_host_port(value);
     if (!host_port || host_port->port == 0 || host_port->host.empty())
@@ -314,6 +332,10 @@ const Directive directives[] = {
     {"stats_listen", "ADDR:PORT", "serve GET /metrics (Prometheus) and /stats (JSON) here (default off)",
      apply_stats_listen},
     {"max_connections", "N", "client sessions (default: from the open-file limit)", apply_max_connections},
+    {"workers", "N|auto", "event-loop threads, or auto: one per usable CPU (default auto)",
+     apply_workers},
+    {"cpu_affinity", "on|off", "pin worker i to the i-th usable CPU (default off)",
+     apply_switch<&Config::cpu_affinity>},
     {"backend", "HOST:PORT", "where origin-form requests (GET /path) are sent", apply_backend},
     {"auth", "USER:PASS", "require Basic proxy authentication, repeatable", apply_auth,
      [](Config& c) { c.auth.clear(); }},
@@ -339,6 +361,9 @@ const Directive directives[] = {
      apply_duration<&Config::upstream_idle_timeout_ms>},
     {"upstream_max_idle", "N", "idle upstream connections kept, 0 for none (default: from the open-file limit)",
      apply_upstream_max_idle},
+    {"upstream_max_connections", "N", "connections to one upstream address; more requests wait,\n"
+                                      "up to timeout_connect, for one to come free (default 0: no limit)",
+     apply_upstream_max_connections},
     {"max_header_size", "SIZE", "largest request head, 1k to 1m (default 64k)", apply_max_header_size},
     {"max_headers", "N", "most field lines in a request head, up to 256 (default 100)", apply_max_headers},
     {"access_log", "PATH", "one line per request: a file, stderr or off (default off)",
@@ -579,7 +604,10 @@ void print_usage(std::FILE* out) {
                "  -t, --test-config            check the configuration and exit 0, or 2\n",
                out);
     for (const Directive& directive : directives) {
-        std::string left = (directive.name == "listen" ? "  -l, --" : "      --") +
+        const char* prefix = directive.name == "listen"    ? "  -l, --"
+                             : directive.name == "workers" ? "  -w, --"
+                                                           : "      --";
+        std::string left = prefix +
                            option_name(directive.name) + " " + std::string(directive.argument);
         std::string_view help = directive.help;
         bool first = true;
@@ -622,7 +650,7 @@ CommandLine parse_command_line(int argc, char** argv) {
     ::opterr = 0;
     ::optind = 1;
     int opt;
-    while ((opt = ::getopt_long(argc, argv, ":c:l:tvhV", long_options.data(), nullptr)) != -1) {
+    while ((opt = ::getopt_long(argc, argv, ":c:l:w:tvhV", long_options.data(), nullptr)) != -1) {
         if (opt >= directive_base) {
             std::size_t i = static_cast<std::size_t>(opt - directive_base);
             result.settings.push_back(
@@ -631,6 +659,7 @@ CommandLine parse_command_line(int argc, char** argv) {
         }
         switch (opt) {
         case 'l': result.settings.push_back(Setting{"listen", ::optarg, "--listen", false}); break;
+        case 'w': result.settings.push_back(Setting{"workers", ::optarg, "--workers", false}); break;
         case 'c': result.config_file = ::optarg; break;
         case 't': result.action = CommandAction::TestConfig; break;
         case 'v': result.settings.push_back(Setting{"access_log", "stderr", "--verbose", false}); break;

@@ -25,6 +25,8 @@ struct ConfigError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+inline constexpr std::uint32_t max_workers = 256;
+
 struct Backend {
     std::string host;  // as given, for the Host header of requests without one
     SocketAddress address;
@@ -33,7 +35,9 @@ struct Backend {
 struct Config {
     std::vector<SocketAddress> listen;
     std::optional<SocketAddress> stats_listen;  // GET /metrics and /stats; none by default
-    std::uint32_t max_connections = 0;  // 0: derived from RLIMIT_NOFILE
+    std::uint32_t max_connections = 0;  // 0: derived from RLIMIT_NOFILE; the total of all workers
+    std::uint32_t workers = 0;          // 0 (auto): the CPUs in the inherited affinity mask
+    bool cpu_affinity = false;          // pin worker i to the i-th CPU of that mask
     std::optional<Backend> backend;
     std::vector<std::string> auth;  // "user:pass" pairs, from auth and auth_file
     std::string auth_file;
@@ -47,6 +51,7 @@ struct Config {
     std::uint32_t shutdown_timeout_ms = 10'000;
     std::uint32_t upstream_idle_timeout_ms = 2'000;  // a pooled upstream connection's idle life
     std::optional<std::uint32_t> upstream_max_idle;  // pooled connections; none: from the open-file limit
+    std::uint32_t upstream_max_connections = 0;  // per upstream address, 0: no limit
     std::uint32_t max_header_size = 64 * 1024;  // bytes of a request head
     std::uint16_t max_headers = http::default_max_headers;  // field lines of a request head
     std::string access_log;  // "" (off), "stderr" or a path

@@ -1094,6 +1094,12 @@ std::vector<std::string> with_binary(std::vector<std::string> args)
         bin = "./" + bin;
     if (!std::filesystem::exists(bin))
         throw std::runtime_error("proxy binary not found: " + bin + " (set CPROXY_BIN)");
+    // One worker unless the test asks for more: tests of exact capacity,
+    // resource counts and log order assume a single event loop.
+    bool workers_given = std::any_of(args.begin(), args.end(), [](const std::string& arg) {
+        return arg == "-w" || arg.rfind("--workers", 0) == 0;
+    });
+    if (!workers_given) args.insert(args.begin(), {"--workers", "1"});
     args.insert(args.begin(), bin);
     return args;
 }
