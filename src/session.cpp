@@ -633,6 +633,7 @@ Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
     s.to_client.buffer = std::exchange(s.response, nullptr);
     s.status = 200;
     s.phase = Phase::Tunnel;
+    ++counters_.tunnels_open;
     return Step::Progress;
 }
 
@@ -658,6 +659,7 @@ Worker::Step Worker::switch_protocols(std::uint32_t index) noexcept {
     s.request_unsent = s.response_unsent = 0;
     s.response_head_done = s.response_started = true;
     s.phase = Phase::Tunnel;
+    ++counters_.tunnels_open;
     s.phase_started_ms = now_ms_;
     return Step::Progress;
 }
@@ -1061,7 +1063,7 @@ Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view deta
 }
 
 // The stats listener's own requests: GET or HEAD of /metrics or /stats, for
-// this worker's counters.
+// every worker's counters as last published, this one's as of now.
 Worker::Step Worker::serve_stats(std::uint32_t index, const http::RequestHead& head) noexcept {
     Session& s = sessions_[index];
     auto framing = http::request_framing(head);
@@ -1073,11 +1075,12 @@ Worker::Step Worker::serve_stats(std::uint32_t index, const http::RequestHead& h
     bool prometheus = path == "/metrics";
     if (!prometheus && path != "/stats")
         return answer_locally(index, 404, "", "text/plain", "cproxy: try /metrics or /stats\n");
-    WorkerStats snapshot = stats();
+    boards_[id_].publish(stats());
+    for (std::size_t i = 0; i < boards_.size(); ++i) all_stats_[i] = boards_[i].read();
     // Room for the response head in front of the body in one buffer.
     std::size_t room = buffer_size - head_headroom;
-    std::size_t length = prometheus ? render_prometheus(&snapshot, 1, scratch_.get(), room)
-                                    : render_json(&snapshot, 1, scratch_.get(), room);
+    std::size_t length = prometheus ? render_prometheus(all_stats_.data(), all_stats_.size(), scratch_.get(), room)
+                                    : render_json(all_stats_.data(), all_stats_.size(), scratch_.get(), room);
     if (length == 0) return fail(index, 500, "the statistics do not fit in a response buffer", EndReason::NoResources);
     return answer_locally(index, 200, "", prometheus ? "text/plain; version=0.0.4; charset=utf-8" : "application/json",
                           {scratch_.get(), length});
@@ -1222,6 +1225,7 @@ Worker::Step Worker::close_session(std::uint32_t index, EndReason reason) noexce
     s.request = s.response = nullptr;
     timers_.cancel(index);
     if (s.phase == Phase::Resolving) resolver_.cancel(index);
+    if (s.phase == Phase::Tunnel) --counters_.tunnels_open;
     s.client.reset();
     s.upstream.reset();
     s.racer.reset();
