@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace cproxy {
@@ -78,6 +79,8 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
       buffers_(setup.limits.max_connections * 2 + 16),
       large_buffers_(setup.limits.large_buffers, setup.limits.large_buffer_bytes),
       pipes_(setup.limits.max_pipes),
+      limiter_(setup.limits.upstream_max_connections, setup.limits.max_connections,
+               2 * setup.limits.max_connections + setup.limits.max_idle_upstreams),
       idle_upstreams_(setup.limits.max_idle_upstreams, config_->upstream_idle_timeout_ms),
       timers_(setup.limits.max_connections, monotonic_ms()),
       resolver_(*config_, reactor_, static_cast<std::uint8_t>(TokenKind::Resolver), setup.limits.max_connections,
@@ -96,6 +99,7 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
     }
     if (stats_listener_) reactor_.add_input(stats_listener_.get(), make_token(TokenKind::StatsListener, 0, 0));
     reactor_.add_input(control_.fd(), make_token(TokenKind::Control, 0, 0));
+    idle_upstreams_.on_close(&Worker::on_pooled_close, this);
     retry_.reserve(setup.limits.max_connections);
     retry_now_.reserve(setup.limits.max_connections);
 }
@@ -217,6 +221,7 @@ WorkerStats Worker::stats() const noexcept {
     stats.pipes_in_use = pipes_.in_use();
     stats.upstream_idle_connections = idle_upstreams_.parked();
     stats.upstream_reused = c.upstream_reused;
+    stats.upstream_waiting = limiter_.waiting();
     stats.dns_cache_hits = resolver_.cache_hits();
     stats.dns_cache_misses = resolver_.cache_misses();
     stats.dns_lookups_active = resolver_.lookups_in_flight();
@@ -336,14 +341,88 @@ void Worker::on_racer_event(std::uint32_t index, std::uint32_t generation, std::
 
 // A reusable upstream connection outlives its session in the pool, watched
 // for the server closing it while it waits.
+// Under upstream_max_connections a request waiting for the address gets it
+// first.
 void Worker::park_upstream(Session& s) noexcept {
+    if (auto waiter = limiter_.take_waiter(s.upstream_address)) {
+        hand_over(s, *waiter);
+        return;
+    }
     int fd = s.upstream.get();
     auto parked = idle_upstreams_.park(std::move(s.upstream), s.upstream_address, now_ms_);
-    if (parked &&
-        !reactor_.rewatch(fd, make_token(TokenKind::ParkedUpstream, parked->slot, parked->generation), false))
+    if (!parked)
+        release_upstream_place(s.upstream_address);
+    else if (!reactor_.rewatch(fd, make_token(TokenKind::ParkedUpstream, parked->slot, parked->generation), false))
         idle_upstreams_.drop(parked->slot, parked->generation);
     close_upstream(s);
 }
+
+// A finished request's connection goes straight to the first waiter: the
+// origin sees no new connection and the waiter's turn keeps its order.
+void Worker::hand_over(Session& from, std::uint32_t to) noexcept {
+    Session& waiter = sessions_[to];
+    if (reactor_.rewatch(from.upstream.get(), token(to, true), true)) {
+        waiter.upstream = std::move(from.upstream);
+        waiter.destination = waiter.upstream_address = from.upstream_address;
+        waiter.upstream_can_read = false;
+        waiter.upstream_can_write = true;
+        waiter.upstream_reusable = false;
+        waiter.upstream_handed = true;
+        waiter.upstream_wait = UpstreamWait::None;
+    } else {
+        from.upstream.reset();  // its place passes to the waiter, to connect anew
+        waiter.upstream_wait = UpstreamWait::Granted;
+    }
+    close_upstream(from);
+    queue_retry(to);
+}
+
+bool Worker::take_upstream_place(std::uint32_t index, const SocketAddress& address) noexcept {
+    Session& s = sessions_[index];
+    if (std::exchange(s.upstream_wait, UpstreamWait::None) == UpstreamWait::Granted) return true;
+    if (limiter_.acquire(address)) return true;
+    // An idle pooled connection holds a place this request cannot use (a
+    // tunnel, or a replay that wants a fresh connection): close it. The place
+    // goes to an earlier waiter if there is one.
+    return idle_upstreams_.close_one(address) && limiter_.acquire(address);
+}
+
+void Worker::release_upstream_place(const SocketAddress& address) noexcept {
+    auto waiter = limiter_.release(address);
+    if (!waiter) return;
+    Session& s = sessions_[*waiter];
+    s.upstream_wait = UpstreamWait::Granted;
+    s.phase_started_ms = now_ms_;
+    queue_retry(*waiter);
+}
+
+void Worker::on_pooled_close(void* worker, const SocketAddress& address) noexcept {
+    static_cast<Worker*>(worker)->release_upstream_place(address);
+}
+
+void Worker::drop_upstream(Session& s) noexcept {
+    if (!s.upstream) return;
+    s.upstream.reset();
+    release_upstream_place(s.upstream_address);
+}
+
+void Worker::drop_racer(Session& s) noexcept {
+    if (!s.racer) return;
+    s.racer.reset();
+    release_upstream_place(s.candidates.at(s.racer_candidate, s.target_port));
+}
+
+void Worker::leave_upstream_queue(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    UpstreamWait wait = std::exchange(s.upstream_wait, UpstreamWait::None);
+    if (wait == UpstreamWait::Queued) limiter_.cancel(s.destination, index);
+    else if (wait == UpstreamWait::Granted) release_upstream_place(s.destination);
+    if (s.upstream_handed) {
+        s.upstream_handed = false;
+        close_upstream(s);
+    }
+}
+
 
 // Any of the name's addresses will do: the one that won an earlier race is
 // as good as the first.
@@ -355,7 +434,12 @@ bool Worker::take_pooled_upstream(std::uint32_t index) noexcept {
         address = s.candidates.at(i, s.target_port);
         connection = idle_upstreams_.take(address, now_ms_);
     }
-    if (!connection || !reactor_.rewatch(connection.get(), token(index, true), true)) return false;
+    if (!connection) return false;
+    if (!reactor_.rewatch(connection.get(), token(index, true), true)) {
+        connection.reset();
+        release_upstream_place(address);
+        return false;
+    }
     s.upstream = std::move(connection);
     s.destination = s.upstream_address = address;
     s.upstream_can_read = false;
@@ -393,7 +477,7 @@ std::uint64_t Worker::deadline_for(const Session& s) const noexcept {
     case Phase::Resolving: return s.phase_started_ms + config_->dns_timeout_ms + 1000;
     case Phase::Connecting:
         // Happy Eyeballs: the next address is tried if none has connected by then.
-        if (s.next_attempt_ms != 0 && s.next_candidate < s.candidates.count)
+        if (s.upstream_wait == UpstreamWait::None && s.next_attempt_ms != 0 && s.next_candidate < s.candidates.count)
             return std::min(s.next_attempt_ms, s.phase_started_ms + config_->timeout_connect_ms);
         return s.phase_started_ms + config_->timeout_connect_ms;
     case Phase::Exchanging:
@@ -441,14 +525,22 @@ void Worker::on_timer(std::uint32_t index) noexcept {
         fail_and_drive(index, 504, "resolving the host name timed out", EndReason::TimeoutResolve);
         return;
     case Phase::Connecting:
+        if (s.upstream_wait == UpstreamWait::Queued) {
+            char detail[160], where[64];
+            format_address(s.destination, where, sizeof where);
+            std::snprintf(detail, sizeof detail,
+                          "no connection to %s came free within timeout_connect (upstream_max_connections)", where);
+            fail_and_drive(index, 503, detail, EndReason::UpstreamBusy);
+            return;
+        }
         if (now_ms_ < s.phase_started_ms + config_->timeout_connect_ms) {
             // Both attempts pending: the older gives way to the next address.
             if (s.upstream && s.racer) {
                 if (s.racer_is_newest) {
-                    s.upstream.reset();
+                    drop_upstream(s);
                     s.upstream_can_write = false;
                 } else {
-                    s.racer.reset();
+                    drop_racer(s);
                     s.racer_can_write = false;
                 }
             }

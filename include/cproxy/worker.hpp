@@ -25,6 +25,7 @@
 #include "cproxy/stats_board.hpp"
 #include "cproxy/timer_wheel.hpp"
 #include "cproxy/tunnel.hpp"
+#include "cproxy/upstream_limiter.hpp"
 #include "cproxy/upstream_pool.hpp"
 #include "cproxy/worker_control.hpp"
 
@@ -152,6 +153,17 @@ private:
     bool prepare_replay(Session& s) noexcept;
     void park_upstream(Session& s) noexcept;
     bool take_pooled_upstream(std::uint32_t index) noexcept;
+    // upstream_max_connections: every upstream descriptor (attempt, racer,
+    // connection in use or pooled) holds a place at its address, taken here
+    // and given back, or passed to the first waiter, when it closes.
+    bool take_upstream_place(std::uint32_t index, const SocketAddress& address) noexcept;
+    void release_upstream_place(const SocketAddress& address) noexcept;
+    static void on_pooled_close(void* worker, const SocketAddress& address) noexcept;
+    void drop_upstream(Session& s) noexcept;
+    void drop_racer(Session& s) noexcept;
+    void hand_over(Session& from, std::uint32_t to) noexcept;
+    void leave_upstream_queue(std::uint32_t index) noexcept;
+    Step watch_waiting_client(std::uint32_t index) noexcept;
     bool classify_request_body(Session& s) noexcept;
     bool classify_response_body(Session& s) noexcept;
     void start_reading_head(Session& s) noexcept;
@@ -179,6 +191,7 @@ private:
     BufferPool buffers_;
     BufferPool large_buffers_;  // request heads beyond a regular buffer
     PipePool pipes_;
+    UpstreamLimiter limiter_;  // before the pool, which reports to it until destroyed
     UpstreamPool idle_upstreams_;
     TimerWheel timers_;
     Resolver resolver_;
