@@ -76,6 +76,7 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
       all_stats_(setup.boards.size()),
       spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
       sessions_(setup.limits.max_connections),
+      head_buffers_(setup.limits.max_connections + 16, head_buffer_size),
       buffers_(setup.limits.max_connections * 2 + 16),
       large_buffers_(setup.limits.large_buffers, setup.limits.large_buffer_bytes),
       pipes_(setup.limits.max_pipes),
@@ -191,11 +192,11 @@ void Worker::reconfigure(std::shared_ptr<const Config> config, int access_log_fd
 void Worker::log_resources() const noexcept {
     const Counters& c = counters_;
     log_info("resources: worker %u, %u/%u sessions, %u/%u buffers, %u/%u large buffers, %u pipes in use of %u made, %u idle upstream "
-             "connections, %u name lookups; counters: %llu accepted, %llu refused, %llu requests, %llu tunnels, "
+             "connections, %u name lookups, %u/%u head buffers; counters: %llu accepted, %llu refused, %llu requests, %llu tunnels, "
              "%llu failed, %llu bytes in, %llu bytes out, %llu DNS cache hits, %llu DNS cache misses",
              id_, sessions_.used(), sessions_.capacity(), buffers_.in_use(), buffers_.capacity(),
              large_buffers_.in_use(), large_buffers_.capacity(), pipes_.in_use(),
-             pipes_.created(), idle_upstreams_.parked(), resolver_.lookups_in_flight(),
+             pipes_.created(), idle_upstreams_.parked(), resolver_.lookups_in_flight(), head_buffers_.in_use(), head_buffers_.capacity(),
              static_cast<unsigned long long>(c.accepted), static_cast<unsigned long long>(c.refused),
              static_cast<unsigned long long>(c.requests), static_cast<unsigned long long>(c.tunnels),
              static_cast<unsigned long long>(c.failures), static_cast<unsigned long long>(c.bytes_in),
@@ -217,7 +218,7 @@ WorkerStats Worker::stats() const noexcept {
     stats.bytes_in = c.bytes_in;
     stats.bytes_out = c.bytes_out;
     stats.bytes_spliced = c.spliced;
-    stats.buffers_in_use = buffers_.in_use() + large_buffers_.in_use();
+    stats.buffers_in_use = head_buffers_.in_use() + buffers_.in_use() + large_buffers_.in_use();
     stats.pipes_in_use = pipes_.in_use();
     stats.upstream_idle_connections = idle_upstreams_.parked();
     stats.upstream_reused = c.upstream_reused;

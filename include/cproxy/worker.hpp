@@ -121,7 +121,7 @@ private:
     void drive(std::uint32_t index) noexcept;
     Step read_head(std::uint32_t index) noexcept;
     void move_request(Session& s, Buffer* target) noexcept;
-    bool move_to_large_buffer(Session& s) noexcept;
+    bool grow_request(Session& s) noexcept;
     void return_large_buffer(Session& s) noexcept;
     std::uint32_t request_head_room(const Session& s) const noexcept;
     Step on_request_head(std::uint32_t index, const http::RequestHead& head) noexcept;
@@ -188,6 +188,7 @@ private:
     Fd spare_fd_;  // closed to accept-and-refuse when descriptors run out
     Reactor reactor_;
     Slab<Session> sessions_;
+    BufferPool head_buffers_;  // where request heads start
     BufferPool buffers_;
     BufferPool large_buffers_;  // request heads beyond a regular buffer
     PipePool pipes_;
