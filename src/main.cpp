@@ -100,6 +100,8 @@ std::vector<WorkerLimits> size_workers(Config& config, std::uint64_t descriptor_
         WorkerLimits& limits = plan[i];
         limits.max_connections = share(config.max_connections, i, workers);
         limits.max_pipes = share(pipes, i, workers);
+        // Worker 0 has the stats listener: about 2.5 KiB of text per worker.
+        if (i == 0 && config.stats_listen) limits.stats_buffer_bytes = 8192 + 4096 * workers;
         limits.max_idle_upstreams = share(idle_upstreams, i, workers);
         limits.upstream_max_connections =
             config.upstream_max_connections == 0

@@ -1137,8 +1137,10 @@ Worker::Step Worker::serve_stats(std::uint32_t index, const http::RequestHead& h
         return answer_locally(index, 404, "", "text/plain", "cproxy: try /metrics or /stats\n");
     boards_[id_].publish(stats());
     for (std::size_t i = 0; i < boards_.size(); ++i) all_stats_[i] = boards_[i].read();
+    if (!s.response && !(s.response = stats_buffers_.acquire()))
+        return fail(index, 503, "every stats buffer is busy", EndReason::NoResources);
     // Room for the response head in front of the body in one buffer.
-    std::size_t room = buffer_size - head_headroom;
+    std::size_t room = s.response->capacity() - head_headroom;
     std::size_t length = prometheus ? render_prometheus(all_stats_.data(), all_stats_.size(), scratch_.get(), room)
                                     : render_json(all_stats_.data(), all_stats_.size(), scratch_.get(), room);
     if (length == 0) return fail(index, 500, "the statistics do not fit in a response buffer", EndReason::NoResources);

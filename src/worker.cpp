@@ -36,6 +36,9 @@ std::uint64_t monotonic_ms() noexcept {
            static_cast<std::uint64_t>(now.tv_nsec) / 1'000'000;
 }
 
+// Stats requests answered at once; more wait for a buffer with a 503.
+constexpr std::uint32_t stats_clients = 4;
+
 // Sent to clients that cannot be given a session: no slot or no descriptor.
 constexpr std::string_view service_unavailable =
     "HTTP/1.1 503 Service Unavailable\r\n"
@@ -79,6 +82,7 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
       head_buffers_(setup.limits.max_connections + 16, head_buffer_size),
       buffers_(setup.limits.max_connections * 2 + 16),
       large_buffers_(setup.limits.large_buffers, setup.limits.large_buffer_bytes),
+      stats_buffers_(setup.limits.stats_buffer_bytes ? stats_clients : 0, setup.limits.stats_buffer_bytes),
       pipes_(setup.limits.max_pipes),
       limiter_(setup.limits.upstream_max_connections, setup.limits.max_connections,
                2 * setup.limits.max_connections + setup.limits.max_idle_upstreams),
@@ -88,7 +92,7 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
                 &Worker::deliver_lookup, this, monotonic_ms()),
       access_log_(setup.access_log_fd),
       splice_enabled_(config_->splice),
-      scratch_size_(std::max(buffer_size, setup.limits.large_buffer_bytes)),
+      scratch_size_(std::max({buffer_size, setup.limits.large_buffer_bytes, setup.limits.stats_buffer_bytes})),
       scratch_(std::make_unique<char[]>(scratch_size_)) {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
         SocketAddress address;

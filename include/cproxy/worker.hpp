@@ -56,6 +56,7 @@ struct WorkerLimits {
     std::uint32_t large_buffers;      // for request heads up to max_header_size
     std::uint32_t large_buffer_bytes;
     std::uint32_t upstream_max_connections;  // per address; 0: no limit
+    std::uint32_t stats_buffer_bytes;  // a stats response for every worker; 0: no stats listener
 };
 
 struct WorkerSetup {
@@ -191,6 +192,7 @@ private:
     BufferPool head_buffers_;  // where request heads start
     BufferPool buffers_;
     BufferPool large_buffers_;  // request heads beyond a regular buffer
+    BufferPool stats_buffers_;  // /metrics and /stats grow with the number of workers
     PipePool pipes_;
     UpstreamLimiter limiter_;  // before the pool, which reports to it until destroyed
     UpstreamPool idle_upstreams_;
