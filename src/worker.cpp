@@ -374,6 +374,7 @@ void Worker::hand_over(Session& from, std::uint32_t to) noexcept {
         waiter.upstream_reusable = false;
         waiter.upstream_handed = true;
         waiter.upstream_wait = UpstreamWait::None;
+        waiter.phase_started_ms = now_ms_;
     } else {
         from.upstream.reset();  // its place passes to the waiter, to connect anew
         waiter.upstream_wait = UpstreamWait::Granted;
