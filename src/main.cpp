@@ -79,7 +79,8 @@ std::vector<WorkerLimits> size_workers(Config& config, std::uint64_t descriptor_
     // assumed to hold for one address (a backend) when warning.
     std::uint64_t upstream = config.upstream_max_connections;
     std::uint64_t needed = 2ull * config.max_connections + reserve;
-    if (upstream != 0) needed = config.max_connections + std::min<std::uint64_t>(upstream, config.max_connections) + reserve;
+    if (upstream != 0)
+        needed = config.max_connections + std::min<std::uint64_t>(upstream, config.max_connections) + reserve;
     if (config.max_connections == 0) {
         config.max_connections = static_cast<std::uint32_t>(std::min<std::uint64_t>(fitting, 1'000'000));
     } else if (needed > descriptor_limit) {
@@ -100,7 +101,7 @@ std::vector<WorkerLimits> size_workers(Config& config, std::uint64_t descriptor_
         WorkerLimits& limits = plan[i];
         limits.max_connections = share(config.max_connections, i, workers);
         limits.max_pipes = share(pipes, i, workers);
-        // Worker 0 has the stats listener: about 2.5 KiB of text per worker.
+        // Worker 0 has the stats listener: /metrics is about 1.1 KiB per worker.
         if (i == 0 && config.stats_listen) limits.stats_buffer_bytes = 8192 + 4096 * workers;
         limits.max_idle_upstreams = share(idle_upstreams, i, workers);
         limits.upstream_max_connections =
