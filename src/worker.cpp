@@ -107,6 +107,8 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
     idle_upstreams_.on_close(&Worker::on_pooled_close, this);
     retry_.reserve(setup.limits.max_connections);
     retry_now_.reserve(setup.limits.max_connections);
+    // Before any thread runs: a scrape right after start-up sees every worker.
+    boards_[id_].publish(stats());
 }
 
 Worker::~Worker() {
