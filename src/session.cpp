@@ -999,6 +999,13 @@ bool Worker::prepare_replay(Session& s) noexcept {
     }
     s.request_unsent = s.replay_length;
     s.replay_length = 0;
+    // Under upstream_max_connections the replay keeps the failed connection's
+    // place rather than queue behind requests that came later.
+    if (limiter_.enabled() && s.upstream) {
+        s.upstream.reset();
+        s.destination = s.upstream_address;
+        s.upstream_wait = UpstreamWait::Granted;
+    }
     close_upstream(s);
     s.upstream_reused = false;
     s.fresh_upstream_only = true;

@@ -365,10 +365,13 @@ void Worker::park_upstream(Session& s) noexcept {
 }
 
 // A finished request's connection goes straight to the first waiter: the
-// origin sees no new connection and the waiter's turn keeps its order.
+// origin sees no new connection and the waiter's turn keeps its order. A
+// tunnel or a replay must not inherit a used connection: it gets the place,
+// to connect anew.
 void Worker::hand_over(Session& from, std::uint32_t to) noexcept {
     Session& waiter = sessions_[to];
-    if (reactor_.rewatch(from.upstream.get(), token(to, true), true)) {
+    bool usable = !waiter.connect_method && !waiter.fresh_upstream_only;
+    if (usable && reactor_.rewatch(from.upstream.get(), token(to, true), true)) {
         waiter.upstream = std::move(from.upstream);
         waiter.destination = waiter.upstream_address = from.upstream_address;
         waiter.upstream_can_read = false;
@@ -378,8 +381,9 @@ void Worker::hand_over(Session& from, std::uint32_t to) noexcept {
         waiter.upstream_wait = UpstreamWait::None;
         waiter.phase_started_ms = now_ms_;
     } else {
-        from.upstream.reset();  // its place passes to the waiter, to connect anew
+        from.upstream.reset();  // its place passes to the waiter
         waiter.upstream_wait = UpstreamWait::Granted;
+        waiter.phase_started_ms = now_ms_;
     }
     close_upstream(from);
     queue_retry(to);
@@ -387,7 +391,10 @@ void Worker::hand_over(Session& from, std::uint32_t to) noexcept {
 
 bool Worker::take_upstream_place(std::uint32_t index, const SocketAddress& address) noexcept {
     Session& s = sessions_[index];
-    if (std::exchange(s.upstream_wait, UpstreamWait::None) == UpstreamWait::Granted) return true;
+    if (std::exchange(s.upstream_wait, UpstreamWait::None) == UpstreamWait::Granted) {
+        if (s.destination == address) return true;
+        release_upstream_place(s.destination);  // a place held for another of the name's addresses
+    }
     if (limiter_.acquire(address)) return true;
     // An idle pooled connection holds a place this request cannot use (a
     // tunnel, or a replay that wants a fresh connection): close it. The place
