@@ -206,7 +206,7 @@ void expect_busy(Conn& c, const std::string& request, long long timeout_ms)
 
 } // namespace
 
-TEST_CASE("upstream limit: the test origin counts open connections exactly (no proxy)",
+TEST_CASE("integration: upstream limit: the test origin counts open connections exactly (no proxy)",
           "[integration][upstream-limit]")
 {
     // The checks below rely on peak_connections(): a client that closes each
@@ -231,7 +231,7 @@ TEST_CASE("upstream limit: the test origin counts open connections exactly (no p
     CHECK(wait_until([&] { return o.open_connections() == 1; }));
 }
 
-TEST_CASE("upstream limit: with 1 allowed, concurrent requests take turns on one kept-alive connection",
+TEST_CASE("integration: upstream limit: with 1 allowed, concurrent requests take turns on one kept-alive connection",
           "[integration][upstream-limit]")
 {
     const Ms delay(150);
@@ -260,7 +260,7 @@ TEST_CASE("upstream limit: with 1 allowed, concurrent requests take turns on one
     CHECK(ms >= 5 * delay.count() - 50);
 }
 
-TEST_CASE("upstream limit: waiting requests get the connection in the order they came",
+TEST_CASE("integration: upstream limit: waiting requests get the connection in the order they came",
           "[integration][upstream-limit]")
 {
     Gate gate;
@@ -297,7 +297,7 @@ TEST_CASE("upstream limit: waiting requests get the connection in the order they
     CHECK(waiting_is(s, 0));
 }
 
-TEST_CASE("upstream limit: a request that waits longer than timeout_connect gets 503 upstream-busy",
+TEST_CASE("integration: upstream limit: a request that waits longer than timeout_connect gets 503 upstream-busy",
           "[integration][upstream-limit]")
 {
     Gate gate;
@@ -329,7 +329,7 @@ TEST_CASE("upstream limit: a request that waits longer than timeout_connect gets
     CHECK(o.connections() == 1);
 }
 
-TEST_CASE("upstream limit: a waiting client that leaves gives up its place, and nothing leaks",
+TEST_CASE("integration: upstream limit: a waiting client that leaves gives up its place, and nothing leaks",
           "[integration][upstream-limit]")
 {
     Gate gate;
@@ -379,7 +379,7 @@ TEST_CASE("upstream limit: a waiting client that leaves gives up its place, and 
     CHECK(value_of(s.metrics(), "cproxy_connections_open") == 1); // the stats client
 }
 
-TEST_CASE("upstream limit: a client that leaves while its request holds the connection frees it",
+TEST_CASE("integration: upstream limit: a client that leaves while its request holds the connection frees it",
           "[integration][upstream-limit]")
 {
     Gate gate; // never opened: /hold is never answered
@@ -402,7 +402,7 @@ TEST_CASE("upstream limit: a client that leaves while its request holds the conn
     CHECK(waiting_is(s, 0));
 }
 
-TEST_CASE("upstream limit: an origin that closes after each response gets one connection at a time",
+TEST_CASE("integration: upstream limit: an origin that closes after each response gets one connection at a time",
           "[integration][upstream-limit]")
 {
     Gate gate;
@@ -423,7 +423,7 @@ TEST_CASE("upstream limit: an origin that closes after each response gets one co
     CHECK(o.peak_connections() == 1);
 }
 
-TEST_CASE("upstream limit: a handed-over connection the origin closes unanswered is retried for a GET",
+TEST_CASE("integration: upstream limit: a handed-over connection the origin closes unanswered is retried for a GET",
           "[integration][upstream-limit]")
 {
     // Every hand-over meets a closed connection: each GET must still be
@@ -446,7 +446,7 @@ TEST_CASE("upstream limit: a handed-over connection the origin closes unanswered
     CHECK(o.connections() == 3);
 }
 
-TEST_CASE("upstream limit: an open CONNECT tunnel holds its connection; its end frees it",
+TEST_CASE("integration: upstream limit: an open CONNECT tunnel holds its connection; its end frees it",
           "[integration][upstream-limit]")
 {
     Gate gate;
@@ -479,7 +479,7 @@ TEST_CASE("upstream limit: an open CONNECT tunnel holds its connection; its end 
     CHECK(o.peak_connections() == 1);
 }
 
-TEST_CASE("upstream limit: a CONNECT waits for a connection too, and gets one of its own",
+TEST_CASE("integration: upstream limit: a CONNECT waits for a connection too, and gets one of its own",
           "[integration][upstream-limit]")
 {
     Gate gate;
@@ -513,7 +513,7 @@ TEST_CASE("upstream limit: a CONNECT waits for a connection too, and gets one of
     CHECK(waiting_is(s, 0));
 }
 
-TEST_CASE("upstream limit: the limit is per address and port",
+TEST_CASE("integration: upstream limit: the limit is per address and port",
           "[integration][upstream-limit]")
 {
     Gate gate;
@@ -542,7 +542,7 @@ TEST_CASE("upstream limit: the limit is per address and port",
     CHECK(r->body == answer("/hold"));
 }
 
-TEST_CASE("upstream limit: cproxy_upstream_waiting and upstream_waiting count the waiting requests",
+TEST_CASE("integration: upstream limit: cproxy_upstream_waiting and upstream_waiting count the waiting requests",
           "[integration][upstream-limit]")
 {
     Gate gate;
@@ -581,7 +581,7 @@ TEST_CASE("upstream limit: cproxy_upstream_waiting and upstream_waiting count th
     CHECK(json_waiting(s) == 0);
 }
 
-TEST_CASE("upstream limit: a reload that changes upstream_max_connections warns and keeps the old value",
+TEST_CASE("integration: upstream limit: a reload that changes upstream_max_connections warns and keeps the old value",
           "[integration][upstream-limit]")
 {
     const std::string warning = "upstream_max_connections changed but take effect only at a restart";
@@ -637,7 +637,7 @@ TEST_CASE("upstream limit: a reload that changes upstream_max_connections warns 
     }
 }
 
-TEST_CASE("upstream limit: bad values are start-up errors (exit 2) naming them",
+TEST_CASE("integration: upstream limit: bad values are start-up errors (exit 2) naming them",
           "[integration][upstream-limit]")
 {
     for (const char* bad : {"-1", "lots", "1000001", "1.5", ""}) {
@@ -684,7 +684,7 @@ TEST_CASE("upstream limit: bad values are start-up errors (exit 2) naming them",
     }
 }
 
-TEST_CASE("upstream limit: 0, the default, limits nothing", "[integration][upstream-limit]")
+TEST_CASE("integration: upstream limit: 0, the default, limits nothing", "[integration][upstream-limit]")
 {
     for (bool explicit_zero : {false, true}) {
         INFO((explicit_zero ? "--upstream-max-connections 0" : "no option"));
@@ -708,7 +708,7 @@ TEST_CASE("upstream limit: 0, the default, limits nothing", "[integration][upstr
     }
 }
 
-TEST_CASE("upstream limit: with 2 allowed, two requests run at once and the rest wait",
+TEST_CASE("integration: upstream limit: with 2 allowed, two requests run at once and the rest wait",
           "[integration][upstream-limit]")
 {
     Gate gate;
@@ -736,7 +736,7 @@ TEST_CASE("upstream limit: with 2 allowed, two requests run at once and the rest
     CHECK(waiting_is(s, 0));
 }
 
-TEST_CASE("upstream limit: an idle parked connection is used without waiting",
+TEST_CASE("integration: upstream limit: an idle parked connection is used without waiting",
           "[integration][upstream-limit]")
 {
     Gate gate;
