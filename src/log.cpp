@@ -1,25 +1,31 @@
 #include "cproxy/log.hpp"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <system_error>
+#include <utility>
 
 namespace cproxy {
 
 namespace {
 
-// The error log's destination. Written at start-up and on reload by the thread
-// that owns LogFiles; read by every message.
-int error_fd = STDERR_FILENO;
-bool error_to_syslog = false;
-LogLevel error_level = LogLevel::Info;
+// The error log's destination. Written at start-up and on reload by the main
+// thread, which owns LogFiles; read by every message from any thread. A
+// descriptor replaced here stays open until every worker has acknowledged the
+// new configuration (LogFiles::close_replaced).
+std::atomic<int> error_fd = STDERR_FILENO;
+std::atomic<bool> error_to_syslog = false;
+std::atomic<LogLevel> error_level = LogLevel::Info;
 
 // ISO 8601 UTC with milliseconds: "2026-11-24T16:15:28.123Z".
 std::size_t format_now(char* out, std::size_t capacity) noexcept {
@@ -69,7 +75,7 @@ void vlog(LogLevel level, const char* format, va_list args) noexcept {
     if (n > 0) length += static_cast<std::size_t>(n);
     if (length > sizeof line - 2) length = sizeof line - 2;
     line[length++] = '\n';
-    [[maybe_unused]] auto written = ::write(error_fd, line, length);
+    [[maybe_unused]] auto written = ::write(error_fd.load(std::memory_order_relaxed), line, length);
 }
 
 Fd open_log_file(const std::string& path) {
@@ -133,30 +139,39 @@ void LogFiles::open(const std::string& access_log, const std::string& error_log,
     Fd access = is_file(access_log) ? open_log_file(access_log) : Fd();
     Fd error = is_file(error_log) ? open_log_file(error_log) : Fd();
     if (error_log == "syslog" && !error_to_syslog) ::openlog("cproxy", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-    if (error_log != "syslog" && error_to_syslog) ::closelog();
     error_to_syslog = error_log == "syslog";
     error_fd = error ? error.get() : STDERR_FILENO;
     error_level = level;
     access_path_ = access_log;
     error_path_ = error_log;
-    access_ = std::move(access);
-    error_ = std::move(error);
+    replaced_access_ = std::exchange(access_, std::move(access));
+    replaced_error_ = std::exchange(error_, std::move(error));
 }
 
+void LogFiles::close_replaced() noexcept {
+    replaced_access_.reset();
+    replaced_error_.reset();
+}
+
+namespace {
+
+// The new file takes the old one's descriptor number, so threads writing to it
+// switch files without being told and never see a closed descriptor.
+void reopen_in_place(const std::string& path, const Fd& file) noexcept {
+    try {
+        Fd fresh = open_log_file(path);
+        if (::dup3(fresh.get(), file.get(), O_CLOEXEC) < 0)
+            log_error("cannot reopen log file %s: %s; still writing to the old file", path.c_str(), std::strerror(errno));
+    } catch (const std::system_error& failure) {
+        log_error("%s; still writing to the old file", failure.what());
+    }
+}
+
+}  // namespace
+
 void LogFiles::reopen() noexcept {
-    try {
-        if (is_file(error_path_)) {
-            error_ = open_log_file(error_path_);
-            error_fd = error_.get();
-        }
-    } catch (const std::system_error& failure) {
-        log_error("%s; still writing to the old file", failure.what());
-    }
-    try {
-        if (is_file(access_path_)) access_ = open_log_file(access_path_);
-    } catch (const std::system_error& failure) {
-        log_error("%s; still writing to the old file", failure.what());
-    }
+    if (is_file(error_path_) && error_) reopen_in_place(error_path_, error_);
+    if (is_file(access_path_) && access_) reopen_in_place(access_path_, access_);
 }
 
 int LogFiles::access_fd() const noexcept {
@@ -223,10 +238,18 @@ int AccessLog::ms_until_due(std::uint64_t now_ms) const noexcept {
     return due > now_ms ? static_cast<int>(due - now_ms) : 0;
 }
 
+// In writes of whole lines up to PIPE_BUF bytes: workers share the file, and
+// on a pipe (stderr under a service manager) only writes that small are never
+// interleaved with another worker's.
 void AccessLog::flush() noexcept {
     std::size_t done = 0;
     while (done < length_) {
-        ssize_t n = ::write(fd_, buffer_ + done, length_ - done);
+        std::size_t chunk = std::min<std::size_t>(length_ - done, PIPE_BUF);
+        if (done + chunk < length_) {
+            const void* last = ::memrchr(buffer_ + done, '\n', chunk);
+            if (last) chunk = static_cast<std::size_t>(static_cast<const char*>(last) - (buffer_ + done)) + 1;
+        }
+        ssize_t n = ::write(fd_, buffer_ + done, chunk);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         done += static_cast<std::size_t>(n);

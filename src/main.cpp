@@ -1,8 +1,11 @@
 // cproxy: start-up (configuration, descriptor limit, sockets, log files,
-// privileges) and the signals that steer the worker: stop, reload, reopen logs.
-// Exceptions are used here only; the loop itself never throws.
+// privileges, worker threads), then the main thread's only job: the signals
+// that steer the workers (stop, reload, reopen logs, report). Exceptions are
+// used here only; the workers' loops never throw.
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -20,15 +23,35 @@
 #include "cproxy/config.hpp"
 #include "cproxy/log.hpp"
 #include "cproxy/service.hpp"
-#include "cproxy/worker.hpp"
+#include "cproxy/worker_group.hpp"
 
 using namespace cproxy;
 
 namespace {
 
-// Descriptors kept out of the session budget: listeners, epoll, signalfd, the
-// spare, stdio, log files, and the resolver's query sockets.
-constexpr std::uint64_t reserved_descriptors = 64 + Resolver::max_descriptors;
+// Descriptors kept out of the session budget: stdio, log files, the signalfd,
+// and per worker its listeners, epoll, eventfd, the spare, and the resolver's
+// query sockets.
+std::uint64_t reserved_descriptors(std::uint32_t workers) noexcept {
+    return 32 + std::uint64_t{workers} * (Resolver::max_descriptors + 16);
+}
+
+// The CPUs this process may run on (taskset, cgroups), in order.
+std::vector<int> usable_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    std::vector<int> cpus;
+    if (::sched_getaffinity(0, sizeof set, &set) != 0) return {0};
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+        if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+    if (cpus.empty()) cpus.push_back(0);
+    return cpus;
+}
+
+// Worker i's part of a process-wide total: the remainder goes to the first ones.
+std::uint32_t share(std::uint64_t total, std::uint32_t i, std::uint32_t workers) noexcept {
+    return static_cast<std::uint32_t>(total / workers + (i < total % workers ? 1 : 0));
+}
 
 std::uint64_t raise_descriptor_limit() {
     rlimit limit{};
@@ -40,15 +63,16 @@ std::uint64_t raise_descriptor_limit() {
     return limit.rlim_cur;
 }
 
-WorkerLimits size_worker(Config& config, std::uint64_t descriptor_limit) {
-    WorkerLimits limits{};
+// Splits the process's connections, pipes and idle upstream connections
+// between `workers` (fewer if there are fewer connections than workers).
+std::vector<WorkerLimits> size_workers(Config& config, std::uint64_t descriptor_limit, std::uint32_t workers) {
     // A tunnel direction holds a pipe (two descriptors) only while bytes are in
     // flight, so a pool of a few percent of the sessions covers busy tunnels.
     std::uint64_t pipes = std::min<std::uint64_t>(1024, descriptor_limit / 16);
     // Idle upstream connections kept for other sessions to reuse.
     std::uint64_t idle_upstreams =
         config.upstream_max_idle.value_or(std::min<std::uint64_t>(256, descriptor_limit / 64));
-    std::uint64_t reserve = reserved_descriptors + 2 * pipes + idle_upstreams;
+    std::uint64_t reserve = reserved_descriptors(workers) + 2 * pipes + idle_upstreams;
     std::uint64_t fitting = descriptor_limit > reserve + 2 ? (descriptor_limit - reserve) / 2 : 1;
     if (config.max_connections == 0) {
         config.max_connections = static_cast<std::uint32_t>(std::min<std::uint64_t>(fitting, 1'000'000));
@@ -61,33 +85,71 @@ WorkerLimits size_worker(Config& config, std::uint64_t descriptor_limit) {
                     static_cast<unsigned long long>(reserve),
                     static_cast<unsigned long long>(descriptor_limit));
     }
-    limits.max_connections = config.max_connections;
-    limits.max_pipes = static_cast<std::uint32_t>(pipes);
-    limits.max_idle_upstreams = static_cast<std::uint32_t>(idle_upstreams);
-    // Heads past a regular buffer are rare (big cookies, long URLs in fields):
-    // a small pool of large buffers, one per 64 sessions, serves them.
-    if (config.max_header_size > buffer_size - head_headroom) {
-        limits.large_buffer_bytes = config.max_header_size + head_headroom;
-        limits.large_buffers = std::clamp<std::uint32_t>(config.max_connections / 64, 4, 256);
+    if (workers > config.max_connections) {
+        log_warning("%u workers for %u connections: starting %u", workers, config.max_connections,
+                    config.max_connections);
+        workers = config.max_connections;
     }
-    return limits;
+    std::vector<WorkerLimits> plan(workers);
+    for (std::uint32_t i = 0; i < workers; ++i) {
+        WorkerLimits& limits = plan[i];
+        limits.max_connections = share(config.max_connections, i, workers);
+        limits.max_pipes = share(pipes, i, workers);
+        limits.max_idle_upstreams = share(idle_upstreams, i, workers);
+        limits.upstream_max_connections =
+            config.upstream_max_connections == 0
+                ? 0
+                : std::max<std::uint32_t>(1, share(config.upstream_max_connections, i, workers));
+        // Heads past a regular buffer are rare (big cookies, long URLs in
+        // fields): a small pool of large buffers, one per 64 sessions, serves them.
+        if (config.max_header_size > buffer_size - head_headroom) {
+            limits.large_buffer_bytes = config.max_header_size + head_headroom;
+            limits.large_buffers = std::clamp<std::uint32_t>(limits.max_connections / 64, 4, 256);
+        }
+    }
+    return plan;
 }
 
-Fd open_listener(const SocketAddress& address) {
+Fd bound_socket(const SocketAddress& address, bool reuse_port) {
     Fd fd(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) throw std::system_error(errno, std::generic_category(), "socket");
     int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port) ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     if (address.family() == AF_INET6)
         ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     if (::bind(fd.get(), address.get(), address.length) != 0)
         throw std::system_error(errno, std::generic_category(), "bind " + to_string(address));
-    if (::listen(fd.get(), SOMAXCONN) != 0)
-        throw std::system_error(errno, std::generic_category(), "listen " + to_string(address));
     return fd;
 }
 
-// The signals main() handles, read from a signalfd in the worker's loop.
+SocketAddress local_address(const Fd& fd) {
+    SocketAddress bound;
+    bound.length = sizeof bound.storage;
+    ::getsockname(fd.get(), bound.get(), &bound.length);
+    return bound;
+}
+
+// One listening socket per worker on `address`: a SO_REUSEPORT group when
+// there are several, on the port the first one got if `address` asks for any.
+std::vector<Fd> open_listeners(SocketAddress address, std::uint32_t workers) {
+    // A group would join any other same-user SO_REUSEPORT socket on the port
+    // (a second cproxy started by mistake) and share its clients: a plain bind
+    // first makes that an "address in use" error instead.
+    if (workers > 1 && address.port() != 0) bound_socket(address, false);
+    std::vector<Fd> group;
+    for (std::uint32_t i = 0; i < workers; ++i) {
+        group.push_back(bound_socket(address, workers > 1));
+        if (::listen(group.back().get(), SOMAXCONN) != 0)
+            throw std::system_error(errno, std::generic_category(), "listen " + to_string(address));
+        if (i == 0) address = local_address(group.back());
+    }
+    return group;
+}
+
+// The signals the main thread handles, read from a signalfd. Blocked before
+// any worker thread starts, so every thread inherits the mask and only the
+// signalfd sees them.
 Fd block_handled_signals() {
     ::signal(SIGPIPE, SIG_IGN);
     sigset_t signals;
@@ -127,6 +189,12 @@ void keep_start_up_settings(const Config& running, Config& next) {
     keep(next.max_header_size != running.max_header_size, "max_header_size");
     keep(next.upstream_max_idle != running.upstream_max_idle, "upstream_max_idle");
     next.upstream_max_idle = running.upstream_max_idle;
+    keep(next.upstream_max_connections != running.upstream_max_connections, "upstream_max_connections");
+    next.upstream_max_connections = running.upstream_max_connections;
+    keep(next.workers != running.workers, "workers");
+    next.workers = running.workers;
+    keep(next.cpu_affinity != running.cpu_affinity, "cpu_affinity");
+    next.cpu_affinity = running.cpu_affinity;
     keep(next.system_resolver != running.system_resolver, "resolver system");
     keep(next.dns_cache_size != running.dns_cache_size, "dns_cache_size");
     keep(next.hosts_file != running.hosts_file, "hosts_file");
@@ -147,7 +215,8 @@ void keep_start_up_settings(const Config& running, Config& next) {
 
 // SIGHUP: a new configuration for new requests, or the old one if the new one
 // has any error.
-void reload(const CommandLine& command, std::unique_ptr<Config>& running, LogFiles& logs, Worker& worker) {
+void reload(const CommandLine& command, std::shared_ptr<const Config>& running, LogFiles& logs,
+            WorkerGroup& workers) {
     notify_reloading();
     log_info("reloading the configuration");
     LoadedConfig loaded = load_config(command, default_config_file);
@@ -158,7 +227,7 @@ void reload(const CommandLine& command, std::unique_ptr<Config>& running, LogFil
         notify_service_manager("READY=1");
         return;
     }
-    auto next = std::make_unique<Config>(std::move(loaded.config));
+    auto next = std::make_shared<Config>(std::move(loaded.config));
     keep_start_up_settings(*running, *next);
     // Checked again on what will run: the running listen addresses with the
     // new rules (the file's own listen line may have been loopback).
@@ -168,7 +237,7 @@ void reload(const CommandLine& command, std::unique_ptr<Config>& running, LogFil
         notify_service_manager("READY=1");
         return;
     }
-    worker.flush_access_log();
+    workers.broadcast(ControlMessage{ControlCommand::FlushAccessLog, nullptr, -1}, true);
     try {
         logs.open(next->access_log, next->error_log, next->log_level);
     } catch (const std::system_error& error) {
@@ -176,8 +245,9 @@ void reload(const CommandLine& command, std::unique_ptr<Config>& running, LogFil
         notify_service_manager("READY=1");
         return;
     }
-    // Between two run() calls no session holds a view into the old one.
-    worker.reconfigure(*next, logs.access_fd());
+    // Once every worker has switched, nothing writes to the old log files.
+    workers.broadcast(ControlMessage{ControlCommand::Reconfigure, next, logs.access_fd()}, true);
+    logs.close_replaced();
     running = std::move(next);
     log_info("configuration reloaded%s%s", loaded.file.empty() ? "" : " from ", loaded.file.c_str());
     notify_service_manager("READY=1");
@@ -219,86 +289,114 @@ std::vector<std::string> check_start_up_files(const Config& config) {
     return problems;
 }
 
-int run_service(const CommandLine& command, std::unique_ptr<Config> running, LogFiles& logs, Fd signals) {
-    std::uint64_t descriptor_limit = raise_descriptor_limit();
-    WorkerLimits limits = size_worker(*running, descriptor_limit);
-    std::vector<Fd> listeners;
+std::string describe(const std::vector<std::vector<Fd>>& listeners) {
     std::string where;
-    for (const SocketAddress& address : running->listen) {
-        listeners.push_back(open_listener(address));
-        SocketAddress bound;
-        bound.length = sizeof bound.storage;
-        ::getsockname(listeners.back().get(), bound.get(), &bound.length);
-        where += (where.empty() ? "" : ", ") + to_string(bound);
+    for (const std::vector<Fd>& group : listeners)
+        where += (where.empty() ? "" : ", ") + to_string(local_address(group.front()));
+    return where;
+}
+
+// The main thread from here on: signals in, control messages out, until
+// every worker's loop has ended.
+void steer(const CommandLine& command, std::shared_ptr<const Config>& running, LogFiles& logs,
+           WorkerGroup& workers, const Fd& signals) {
+    bool stopping = false;
+    pollfd watched[] = {{signals.get(), POLLIN, 0}, {workers.finished_fd(), POLLIN, 0}};
+    while (workers.running()) {
+        if (::poll(watched, 2, -1) < 0 && errno != EINTR) {
+            log_error("poll: %s", std::strerror(errno));
+            return;
+        }
+        signalfd_siginfo info;
+        while (::read(signals.get(), &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+            int signal = static_cast<int>(info.ssi_signo);
+            if (signal == SIGHUP && stopping) {
+                log_info("reload ignored: stopping");
+            } else if (signal == SIGHUP) {
+                reload(command, running, logs, workers);
+            } else if (signal == SIGUSR2) {
+                workers.broadcast(ControlMessage{ControlCommand::LogResources, nullptr, -1}, true);
+            } else if (signal == SIGUSR1) {
+                workers.broadcast(ControlMessage{ControlCommand::FlushAccessLog, nullptr, -1}, true);
+                logs.reopen();
+                log_info("log files reopened");
+            } else if (stopping) {
+                log_info("second stop signal: closing %llu open connections now",
+                         static_cast<unsigned long long>(workers.open_connections()));
+                workers.broadcast(ControlMessage{ControlCommand::StopNow, nullptr, -1}, false);
+            } else {
+                stopping = true;
+                notify_service_manager("STOPPING=1");
+                log_info("stopping: %llu connections open, waiting up to %u ms for them",
+                         static_cast<unsigned long long>(workers.open_connections()), running->shutdown_timeout_ms);
+                workers.broadcast(ControlMessage{ControlCommand::BeginShutdown, nullptr, -1}, false);
+            }
+        }
     }
+}
+
+int run_service(const CommandLine& command, std::shared_ptr<Config> config, LogFiles& logs, Fd signals) {
+    std::uint64_t descriptor_limit = raise_descriptor_limit();
+    std::vector<int> cpus = usable_cpus();
+    std::uint32_t count = config->workers != 0 ? config->workers : static_cast<std::uint32_t>(cpus.size());
+    std::vector<WorkerLimits> plan = size_workers(*config, descriptor_limit, count);
+    count = static_cast<std::uint32_t>(plan.size());
+    std::vector<std::vector<Fd>> listeners;
+    for (const SocketAddress& address : config->listen) listeners.push_back(open_listeners(address, count));
+    std::string where = describe(listeners);
     Fd stats_listener;
     std::string stats_where;
-    if (running->stats_listen) {
-        stats_listener = open_listener(*running->stats_listen);
-        SocketAddress bound;
-        bound.length = sizeof bound.storage;
-        ::getsockname(stats_listener.get(), bound.get(), &bound.length);
-        stats_where = to_string(bound);
+    if (config->stats_listen) {
+        stats_listener = std::move(open_listeners(*config->stats_listen, 1).front());
+        stats_where = to_string(local_address(stats_listener));
     }
     PidFile pid_file;
-    if (!running->pid_file.empty()) pid_file.write(running->pid_file);
-    if (!running->user.empty()) {
+    if (!config->pid_file.empty()) pid_file.write(config->pid_file);
+    if (!config->user.empty()) {
         if (::geteuid() == 0) {
-            Identity identity = look_up_identity(running->user, running->group);
+            Identity identity = look_up_identity(config->user, config->group);
             logs.change_owner(identity.uid, identity.gid);
             drop_privileges(identity);
         } else {
-            log_warning("user %s: not started as root, so running as uid %u", running->user.c_str(),
+            log_warning("user %s: not started as root, so running as uid %u", config->user.c_str(),
                         static_cast<unsigned>(::geteuid()));
         }
     }
-    Worker worker(*running, limits, std::move(listeners), std::move(stats_listener), std::move(signals),
-                  logs.access_fd());
+    std::vector<WorkerSetup> setups;
+    for (std::uint32_t i = 0; i < count; ++i) {
+        std::vector<Fd> own;
+        for (std::vector<Fd>& group : listeners) own.push_back(std::move(group[i]));
+        setups.push_back(WorkerSetup{i, plan[i], std::move(own), i == 0 ? std::move(stats_listener) : Fd(), {},
+                                     logs.access_fd()});
+    }
+    std::shared_ptr<const Config> running = std::move(config);
+    WorkerGroup workers(running, std::move(setups));
+    workers.start(running->cpu_affinity ? cpus : std::vector<int>{});
     std::printf("cproxy %s listening on %s\n", CPROXY_VERSION, where.c_str());
     std::fflush(stdout);
     if (!stats_where.empty()) std::fprintf(stderr, "cproxy: stats on %s\n", stats_where.c_str());
-    log_info("up to %u client connections and %u splice pipes (open-file limit %llu)",
-             limits.max_connections, limits.max_pipes, static_cast<unsigned long long>(descriptor_limit));
+    std::uint32_t pipes = 0;
+    for (const WorkerLimits& limits : plan) pipes += limits.max_pipes;
+    log_info("up to %u client connections and %u splice pipes in %u worker%s (open-file limit %llu)",
+             running->max_connections, pipes, count, count == 1 ? "" : "s",
+             static_cast<unsigned long long>(descriptor_limit));
     notify_service_manager("READY=1");
 
-    bool stopping = false;
-    while (int signal = worker.run()) {
-        if (signal == SIGHUP && stopping) {
-            log_info("reload ignored: stopping");
-        } else if (signal == SIGHUP) {
-            reload(command, running, logs, worker);
-        } else if (signal == SIGUSR2) {
-            worker.log_resources();
-        } else if (signal == SIGUSR1) {
-            worker.flush_access_log();
-            logs.reopen();
-            worker.set_access_log(logs.access_fd());
-            log_info("log files reopened");
-        } else if (stopping) {
-            log_info("second stop signal: closing %u open connections now", worker.open_sessions());
-            break;
-        } else {
-            stopping = true;
-            notify_service_manager("STOPPING=1");
-            log_info("stopping: %u connections open, waiting up to %u ms for them", worker.open_sessions(),
-                     running->shutdown_timeout_ms);
-            worker.begin_shutdown();
-        }
-    }
-    if (worker.open_sessions() > 0)
-        log_info("closing %u connections still open", worker.open_sessions());
-    log_counters(worker.counters());
+    steer(command, running, logs, workers, signals);
+    workers.join();
+    if (std::uint32_t open = workers.open_sessions()) log_info("closing %u connections still open", open);
+    log_counters(workers.counters());
     return 0;
 }
 
-int serve(const CommandLine& command, std::unique_ptr<Config> running) {
+int serve(const CommandLine& command, std::shared_ptr<Config> config) {
     // Blocked first: a SIGHUP or logrotate's SIGUSR1 during start-up must not
     // kill the process with the default action.
     Fd signals = block_handled_signals();
     LogFiles logs;
-    logs.open(running->access_log, running->error_log, running->log_level);
+    logs.open(config->access_log, config->error_log, config->log_level);
     try {
-        return run_service(command, std::move(running), logs, std::move(signals));
+        return run_service(command, std::move(config), logs, std::move(signals));
     } catch (const std::exception& error) {
         log_error("%s", error.what());  // to the configured error log, still open here
         return 1;
@@ -345,7 +443,7 @@ int main(int argc, char** argv) {
         return 0;
     }
     try {
-        return serve(command, std::make_unique<Config>(std::move(loaded.config)));
+        return serve(command, std::make_shared<Config>(std::move(loaded.config)));
     } catch (const std::exception& error) {
         log_error("%s", error.what());
         return 1;

@@ -59,6 +59,8 @@ constexpr Family families[] = {
      &WorkerStats::upstream_idle_connections, nullptr},
     {"upstream_reused_total", "counter", "Requests sent on a kept-alive or pooled upstream connection.",
      &WorkerStats::upstream_reused, nullptr},
+    {"upstream_waiting", "gauge", "Requests waiting for a connection under upstream_max_connections.",
+     &WorkerStats::upstream_waiting, nullptr},
     {"dns_cache_hits_total", "counter", "Name lookups answered by the DNS cache.", &WorkerStats::dns_cache_hits,
      nullptr},
     {"dns_cache_misses_total", "counter", "Name lookups the DNS cache could not answer.",
@@ -92,19 +94,19 @@ std::size_t render_prometheus(const WorkerStats* workers, std::size_t count, cha
     add_family_head(text, "requests_total", "counter", "Requests ended, by the class of the status sent.");
     for (std::size_t i = 0; i < count; ++i)
         for (int c = 0; c < 5; ++c)
-            text.add("cproxy_requests_total{worker=\"%u\",code=\"%dxx\"} %llu\n", workers[i].worker, c + 1,
+            text.add("cproxy_requests_total{worker=\"%u\",code=\"%dxx\"} %llu\n", static_cast<unsigned>(workers[i].worker), c + 1,
                      static_cast<unsigned long long>(workers[i].requests[c]));
     for (const Family& family : families) {
         if (family.type) add_family_head(text, family.name, family.type, family.help);
         for (std::size_t i = 0; i < count; ++i)
-            text.add("cproxy_%s{worker=\"%u\"%s%s} %llu\n", family.name, workers[i].worker, family.label ? "," : "",
+            text.add("cproxy_%s{worker=\"%u\"%s%s} %llu\n", family.name, static_cast<unsigned>(workers[i].worker), family.label ? "," : "",
                      family.label ? family.label : "", total(workers[i], family.field));
     }
     add_family_head(text, "relayed_bytes_total", "counter", "Bytes relayed, by splice(2) or by copying.");
     for (std::size_t i = 0; i < count; ++i) {
-        text.add("cproxy_relayed_bytes_total{worker=\"%u\",method=\"splice\"} %llu\n", workers[i].worker,
+        text.add("cproxy_relayed_bytes_total{worker=\"%u\",method=\"splice\"} %llu\n", static_cast<unsigned>(workers[i].worker),
                  static_cast<unsigned long long>(workers[i].bytes_spliced));
-        text.add("cproxy_relayed_bytes_total{worker=\"%u\",method=\"copy\"} %llu\n", workers[i].worker,
+        text.add("cproxy_relayed_bytes_total{worker=\"%u\",method=\"copy\"} %llu\n", static_cast<unsigned>(workers[i].worker),
                  copied(workers[i]));
     }
     return text.result();
@@ -125,7 +127,7 @@ std::size_t render_json(const WorkerStats* workers, std::size_t count, char* out
         const WorkerStats& stats = workers[i];
         text.add("%s{\"worker\":%u,\"requests\":{\"1xx\":%llu,\"2xx\":%llu,\"3xx\":%llu,\"4xx\":%llu,\"5xx\":%llu},"
                  "\"requests_unanswered\":%llu",
-                 i == 0 ? "" : ",", stats.worker, static_cast<unsigned long long>(stats.requests[0]),
+                 i == 0 ? "" : ",", static_cast<unsigned>(stats.worker), static_cast<unsigned long long>(stats.requests[0]),
                  static_cast<unsigned long long>(stats.requests[1]),
                  static_cast<unsigned long long>(stats.requests[2]),
                  static_cast<unsigned long long>(stats.requests[3]),

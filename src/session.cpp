@@ -125,6 +125,7 @@ const char* end_reason_text(EndReason reason) noexcept {
     case EndReason::NoResources: return "no-resources";
     case EndReason::Shutdown: return "shutdown";
     case EndReason::Denied: return "denied";
+    case EndReason::UpstreamBusy: return "upstream-busy";
     }
     return "-";
 }
@@ -192,6 +193,19 @@ Worker::Step Worker::check_idle_upstream(std::uint32_t index) noexcept {
     ssize_t n = ::recv(s.upstream.get(), &probe, 1, MSG_PEEK);
     if (n < 0 && would_block(errno)) s.upstream_can_read = false;
     else close_upstream(s);
+    return Step::Wait;
+}
+
+// While a request waits for a connection only the client's end can change: a
+// client that gave up is let go at once rather than when its turn comes.
+Worker::Step Worker::watch_waiting_client(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    if (!s.client_can_read) return Step::Wait;
+    char probe;
+    ssize_t n = ::recv(s.client.get(), &probe, 1, MSG_PEEK);
+    if (n == 0) return close_session(index, EndReason::ClientClosed);
+    if (n < 0 && !would_block(errno)) return close_session(index, EndReason::ClientReset);
+    s.client_can_read = false;  // request body or pipelined bytes: theirs to read later
     return Step::Wait;
 }
 
@@ -527,8 +541,21 @@ Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
         SocketAddress address = s.candidates.at(candidate, s.target_port);
         if (candidate != 0 && is_own_address(address)) continue;
         bool racing = static_cast<bool>(s.upstream);
+        if (!take_upstream_place(index, address)) {
+            --s.next_candidate;
+            // A pending attempt may still win; the next address is tried later.
+            if (racing) {
+                s.next_attempt_ms = now_ms_ + happy_eyeballs_delay_ms;
+                return Step::Progress;
+            }
+            s.destination = address;
+            s.upstream_wait = UpstreamWait::Queued;
+            limiter_.wait(address, index);
+            return Step::Progress;
+        }
         Fd socket(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
         if (!socket) {
+            release_upstream_place(address);
             if (s.upstream || s.racer) return Step::Progress;  // the pending attempt may still win
             char detail[128];
             std::snprintf(detail, sizeof detail, "cannot open an upstream socket: %s", std::strerror(errno));
@@ -539,9 +566,13 @@ Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
         if (::connect(socket.get(), address.get(), address.length) != 0 && errno != EINPROGRESS) {
             s.connect_error = errno;
             s.destination = address;
+            socket.reset();
+            release_upstream_place(address);
             continue;
         }
         if (!reactor_.add(socket.get(), racing ? racer_token(index) : token(index, true))) {
+            socket.reset();
+            release_upstream_place(address);
             if (s.upstream || s.racer) return Step::Progress;
             return fail(index, 503, "cannot watch the upstream socket", EndReason::NoResources);
         }
@@ -571,6 +602,17 @@ Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
 // and the other is closed.
 Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
+    if (s.upstream_wait == UpstreamWait::Queued) return watch_waiting_client(index);
+    if (s.upstream_wait == UpstreamWait::Granted) {
+        s.phase_started_ms = now_ms_;
+        return connect_next(index);
+    }
+    if (s.upstream_handed) {
+        s.upstream_handed = false;
+        s.upstream_reused = true;
+        ++counters_.upstream_reused;
+        return on_upstream_ready(index);
+    }
     for (bool racing : {false, true}) {
         Fd& socket = racing ? s.racer : s.upstream;
         bool& can_write = racing ? s.racer_can_write : s.upstream_can_write;
@@ -584,14 +626,19 @@ Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
         }
         if (error != 0) {
             s.connect_error = error;
-            if (racing) s.destination = s.candidates.at(s.racer_candidate, s.target_port);
-            socket.reset();
+            if (racing) {
+                s.destination = s.candidates.at(s.racer_candidate, s.target_port);
+                drop_racer(s);
+            } else {
+                drop_upstream(s);
+            }
             can_write = false;
             Step step = connect_next(index);
             if (step == Step::Closed || s.phase != Phase::Connecting) return step;
             continue;
         }
         if (racing) {
+            drop_upstream(s);
             s.upstream = std::move(s.racer);
             s.destination = s.upstream_address = s.candidates.at(s.racer_candidate, s.target_port);
             s.racer_can_write = false;
@@ -603,7 +650,7 @@ Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
                 return fail(index, 503, "cannot watch the upstream socket", EndReason::NoResources);
             }
         } else {
-            s.racer.reset();
+            drop_racer(s);
             s.racer_can_write = false;
         }
         s.next_attempt_ms = 0;
@@ -633,6 +680,7 @@ Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
     s.to_client.buffer = std::exchange(s.response, nullptr);
     s.status = 200;
     s.phase = Phase::Tunnel;
+    ++counters_.tunnels_open;
     return Step::Progress;
 }
 
@@ -658,6 +706,7 @@ Worker::Step Worker::switch_protocols(std::uint32_t index) noexcept {
     s.request_unsent = s.response_unsent = 0;
     s.response_head_done = s.response_started = true;
     s.phase = Phase::Tunnel;
+    ++counters_.tunnels_open;
     s.phase_started_ms = now_ms_;
     return Step::Progress;
 }
@@ -991,7 +1040,7 @@ Worker::Step Worker::finish_exchange(std::uint32_t index) noexcept {
     bool leftover = s.response && !s.response->empty();
     if (!s.upstream_reusable || !s.request_complete || s.request_unsent > 0 || leftover)
         close_upstream(s);
-    else if (!s.keep_client)
+    else if (!s.keep_client || limiter_.enabled())  // under a limit, idle connections are all in the pool
         park_upstream(s);
     if (s.response) {
         buffers_.release(s.response);
@@ -1038,6 +1087,7 @@ Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view deta
                           bool client_mistake) noexcept {
     Session& s = sessions_[index];
     if (s.phase == Phase::Resolving) resolver_.cancel(index);
+    leave_upstream_queue(index);
     s.end = reason;
     ++counters_.failures;
     // A server-side failure is the operator's business; a client's mistake
@@ -1061,7 +1111,7 @@ Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view deta
 }
 
 // The stats listener's own requests: GET or HEAD of /metrics or /stats, for
-// this worker's counters.
+// every worker's counters as last published, this one's as of now.
 Worker::Step Worker::serve_stats(std::uint32_t index, const http::RequestHead& head) noexcept {
     Session& s = sessions_[index];
     auto framing = http::request_framing(head);
@@ -1073,11 +1123,12 @@ Worker::Step Worker::serve_stats(std::uint32_t index, const http::RequestHead& h
     bool prometheus = path == "/metrics";
     if (!prometheus && path != "/stats")
         return answer_locally(index, 404, "", "text/plain", "cproxy: try /metrics or /stats\n");
-    WorkerStats snapshot = stats();
+    boards_[id_].publish(stats());
+    for (std::size_t i = 0; i < boards_.size(); ++i) all_stats_[i] = boards_[i].read();
     // Room for the response head in front of the body in one buffer.
     std::size_t room = buffer_size - head_headroom;
-    std::size_t length = prometheus ? render_prometheus(&snapshot, 1, scratch_.get(), room)
-                                    : render_json(&snapshot, 1, scratch_.get(), room);
+    std::size_t length = prometheus ? render_prometheus(all_stats_.data(), all_stats_.size(), scratch_.get(), room)
+                                    : render_json(all_stats_.data(), all_stats_.size(), scratch_.get(), room);
     if (length == 0) return fail(index, 500, "the statistics do not fit in a response buffer", EndReason::NoResources);
     return answer_locally(index, 200, "", prometheus ? "text/plain; version=0.0.4; charset=utf-8" : "application/json",
                           {scratch_.get(), length});
@@ -1171,8 +1222,8 @@ Worker::Step Worker::linger(std::uint32_t index) noexcept {
 }
 
 void Worker::close_upstream(Session& s) noexcept {
-    s.upstream.reset();
-    s.racer.reset();
+    drop_upstream(s);
+    drop_racer(s);
     s.racer_can_write = false;
     s.upstream_can_read = s.upstream_can_write = false;
     s.upstream_reusable = false;
@@ -1213,6 +1264,7 @@ Worker::Step Worker::close_session(std::uint32_t index, EndReason reason) noexce
         if (reason != EndReason::Done && s.status < 400 && s.phase != Phase::Tunnel) ++counters_.failures;
         log_request(s);
     }
+    leave_upstream_queue(index);
     // Between requests a kept upstream connection is clean and can serve others.
     if (s.upstream && s.phase == Phase::ReadingHead) park_upstream(s);
     release_relay(s.to_upstream, buffers_, pipes_);
@@ -1222,9 +1274,9 @@ Worker::Step Worker::close_session(std::uint32_t index, EndReason reason) noexce
     s.request = s.response = nullptr;
     timers_.cancel(index);
     if (s.phase == Phase::Resolving) resolver_.cancel(index);
+    if (s.phase == Phase::Tunnel) --counters_.tunnels_open;
     s.client.reset();
-    s.upstream.reset();
-    s.racer.reset();
+    close_upstream(s);
     sessions_.release(index);
     return Step::Closed;
 }

@@ -59,16 +59,27 @@ std::optional<UpstreamPool::Parked> UpstreamPool::park(Fd connection, const Sock
     return Parked{slot, e.generation};
 }
 
+std::uint32_t UpstreamPool::find(const SocketAddress& address) const noexcept {
+    if (parked_ == 0) return none;
+    for (std::uint32_t slot = buckets_[bucket_of(address)]; slot != none; slot = entries_[slot].next_in_bucket)
+        if (entries_[slot].address == address) return slot;
+    return none;
+}
+
 Fd UpstreamPool::take(const SocketAddress& address, std::uint64_t now_ms) noexcept {
     if (parked_ == 0) return {};
     expire(now_ms);
-    for (std::uint32_t slot = buckets_[bucket_of(address)]; slot != none;
-         slot = entries_[slot].next_in_bucket) {
-        if (!(entries_[slot].address == address)) continue;
-        unlink(slot);
-        return std::move(entries_[slot].connection);
-    }
-    return {};
+    std::uint32_t slot = find(address);
+    if (slot == none) return {};
+    unlink(slot);
+    return std::move(entries_[slot].connection);
+}
+
+bool UpstreamPool::close_one(const SocketAddress& address) noexcept {
+    std::uint32_t slot = find(address);
+    if (slot == none) return false;
+    close_entry(slot);
+    return true;
 }
 
 void UpstreamPool::drop(std::uint32_t slot, std::uint32_t generation) noexcept {
@@ -101,6 +112,7 @@ void UpstreamPool::unlink(std::uint32_t slot) noexcept {
 void UpstreamPool::close_entry(std::uint32_t slot) noexcept {
     unlink(slot);
     entries_[slot].connection.reset();
+    if (close_hook_) close_hook_(close_context_, entries_[slot].address);
 }
 
 }  // namespace cproxy

@@ -2,12 +2,12 @@
 
 #include <fcntl.h>
 #include <netinet/tcp.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace cproxy {
@@ -22,7 +22,7 @@ enum class TokenKind : std::uint8_t {
     RacingUpstream,
     ParkedUpstream,
     Resolver,
-    Signal,
+    Control,
 };
 
 std::uint64_t make_token(TokenKind kind, std::uint32_t index, std::uint32_t generation) noexcept {
@@ -48,25 +48,46 @@ constexpr std::string_view service_unavailable =
 
 }  // namespace
 
-Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd stats_listener,
-               Fd signal_fd, int access_log_fd)
-    : config_(&config),
-      authenticator_(config.auth),
-      listeners_(std::move(listeners)),
-      stats_listener_(std::move(stats_listener)),
-      signal_fd_(std::move(signal_fd)),
+Counters& operator+=(Counters& total, const Counters& more) noexcept {
+    total.accepted += more.accepted;
+    total.refused += more.refused;
+    total.requests += more.requests;
+    total.tunnels += more.tunnels;
+    total.failures += more.failures;
+    total.bytes_in += more.bytes_in;
+    total.bytes_out += more.bytes_out;
+    total.spliced += more.spliced;
+    total.replays += more.replays;
+    for (int i = 0; i < 5; ++i) total.requests_by_class[i] += more.requests_by_class[i];
+    total.requests_unanswered += more.requests_unanswered;
+    total.upstream_reused += more.upstream_reused;
+    total.tunnels_open += more.tunnels_open;
+    return total;
+}
+
+Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
+    : id_(setup.id),
+      config_owner_(std::move(config)),
+      config_(config_owner_.get()),
+      authenticator_(config_->auth),
+      listeners_(std::move(setup.listeners)),
+      stats_listener_(std::move(setup.stats_listener)),
+      boards_(setup.boards),
+      all_stats_(setup.boards.size()),
       spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
-      sessions_(limits.max_connections),
-      buffers_(limits.max_connections * 2 + 16),
-      large_buffers_(limits.large_buffers, limits.large_buffer_bytes),
-      pipes_(limits.max_pipes),
-      idle_upstreams_(limits.max_idle_upstreams, config.upstream_idle_timeout_ms),
-      timers_(limits.max_connections, monotonic_ms()),
-      resolver_(config, reactor_, static_cast<std::uint8_t>(TokenKind::Resolver), limits.max_connections,
+      sessions_(setup.limits.max_connections),
+      buffers_(setup.limits.max_connections * 2 + 16),
+      large_buffers_(setup.limits.large_buffers, setup.limits.large_buffer_bytes),
+      pipes_(setup.limits.max_pipes),
+      limiter_(setup.limits.upstream_max_connections, setup.limits.max_connections,
+               2 * setup.limits.max_connections + setup.limits.max_idle_upstreams),
+      idle_upstreams_(setup.limits.max_idle_upstreams, config_->upstream_idle_timeout_ms),
+      timers_(setup.limits.max_connections, monotonic_ms()),
+      resolver_(*config_, reactor_, static_cast<std::uint8_t>(TokenKind::Resolver), setup.limits.max_connections,
                 &Worker::deliver_lookup, this, monotonic_ms()),
-      access_log_(access_log_fd),
-      splice_enabled_(config.splice),
-      scratch_size_(std::max(buffer_size, limits.large_buffer_bytes)),
+      access_log_(setup.access_log_fd),
+      splice_enabled_(config_->splice),
+      scratch_size_(std::max(buffer_size, setup.limits.large_buffer_bytes)),
       scratch_(std::make_unique<char[]>(scratch_size_)) {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
         SocketAddress address;
@@ -77,9 +98,10 @@ Worker::Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listen
                            make_token(TokenKind::Listener, static_cast<std::uint32_t>(i), 0));
     }
     if (stats_listener_) reactor_.add_input(stats_listener_.get(), make_token(TokenKind::StatsListener, 0, 0));
-    reactor_.add_input(signal_fd_.get(), make_token(TokenKind::Signal, 0, 0));
-    retry_.reserve(limits.max_connections);
-    retry_now_.reserve(limits.max_connections);
+    reactor_.add_input(control_.fd(), make_token(TokenKind::Control, 0, 0));
+    idle_upstreams_.on_close(&Worker::on_pooled_close, this);
+    retry_.reserve(setup.limits.max_connections);
+    retry_now_.reserve(setup.limits.max_connections);
 }
 
 Worker::~Worker() {
@@ -97,18 +119,16 @@ std::uint64_t Worker::racer_token(std::uint32_t index) const noexcept {
     return make_token(TokenKind::RacingUpstream, index, sessions_.generation(index));
 }
 
-int Worker::run() {
+void Worker::run() noexcept {
     while (true) {
         now_ms_ = monotonic_ms();
-        if (signal_pending_) {
-            if (int signal = read_signal()) return signal;
-        }
-        if (stopping_ && (sessions_.used() == 0 || now_ms_ >= shutdown_deadline_ms_)) return 0;
+        if (stop_now_ || (stopping_ && (sessions_.used() == 0 || now_ms_ >= shutdown_deadline_ms_))) break;
         int timeout = retry_.empty() ? timers_.next_timeout_ms(now_ms_, 1000) : 0;
         timeout = resolver_.ms_until_due(now_ms_, timeout);
         access_log_.flush_if_due(now_ms_);
         int log_due = access_log_.ms_until_due(now_ms_);
         if (log_due >= 0 && log_due < timeout) timeout = log_due;
+        boards_[id_].publish(stats());
         int count = reactor_.wait(timeout);
         now_ms_ = monotonic_ms();
         for (int i = 0; i < count; ++i) {
@@ -129,7 +149,7 @@ int Worker::run() {
             case TokenKind::RacingUpstream: on_racer_event(index, generation, event.events); break;
             case TokenKind::ParkedUpstream: idle_upstreams_.drop(index, generation); break;
             case TokenKind::Resolver: resolver_.on_event(index, generation, now_ms_); break;
-            case TokenKind::Signal: signal_pending_ = true; break;
+            case TokenKind::Control: handle_control(); break;
             }
         }
         run_retries();
@@ -137,32 +157,43 @@ int Worker::run() {
         timers_.expire(now_ms_, [this](std::uint32_t index) { on_timer(index); });
         idle_upstreams_.expire(now_ms_);
     }
+    boards_[id_].publish(stats());
+    access_log_.flush();
+    control_.close();
 }
 
-// One signal per call, so the caller handles each in turn; 0 once none is left.
-int Worker::read_signal() noexcept {
-    signalfd_siginfo info;
-    ssize_t n = ::read(signal_fd_.get(), &info, sizeof info);
-    if (n == static_cast<ssize_t>(sizeof info)) return static_cast<int>(info.ssi_signo);
-    signal_pending_ = false;
-    return 0;
+// Between two events no session holds a view into the running configuration,
+// so a new one can replace it here.
+void Worker::handle_control() noexcept {
+    ControlMessage message;
+    while (control_.take(message)) {
+        switch (message.command) {
+        case ControlCommand::Reconfigure: reconfigure(std::move(message.config), message.access_log_fd); break;
+        case ControlCommand::FlushAccessLog: access_log_.flush(); break;
+        case ControlCommand::LogResources: log_resources(); break;
+        case ControlCommand::BeginShutdown: begin_shutdown(); break;
+        case ControlCommand::StopNow: stop_now_ = true; break;
+        }
+        control_.done();
+    }
 }
 
-void Worker::reconfigure(const Config& config, int access_log_fd) noexcept {
-    config_ = &config;
-    authenticator_ = Authenticator(config.auth);
-    splice_enabled_ = config.splice;
-    resolver_.reconfigure(config);
-    idle_upstreams_.set_idle_timeout(config.upstream_idle_timeout_ms);
+void Worker::reconfigure(std::shared_ptr<const Config> config, int access_log_fd) noexcept {
+    config_owner_ = std::move(config);
+    config_ = config_owner_.get();
+    authenticator_ = Authenticator(config_->auth);
+    splice_enabled_ = config_->splice;
+    resolver_.reconfigure(*config_);
+    idle_upstreams_.set_idle_timeout(config_->upstream_idle_timeout_ms);
     access_log_.set_fd(access_log_fd);
 }
 
 void Worker::log_resources() const noexcept {
     const Counters& c = counters_;
-    log_info("resources: %u/%u sessions, %u/%u buffers, %u/%u large buffers, %u pipes in use of %u made, %u idle upstream "
+    log_info("resources: worker %u, %u/%u sessions, %u/%u buffers, %u/%u large buffers, %u pipes in use of %u made, %u idle upstream "
              "connections, %u name lookups; counters: %llu accepted, %llu refused, %llu requests, %llu tunnels, "
              "%llu failed, %llu bytes in, %llu bytes out, %llu DNS cache hits, %llu DNS cache misses",
-             sessions_.used(), sessions_.capacity(), buffers_.in_use(), buffers_.capacity(),
+             id_, sessions_.used(), sessions_.capacity(), buffers_.in_use(), buffers_.capacity(),
              large_buffers_.in_use(), large_buffers_.capacity(), pipes_.in_use(),
              pipes_.created(), idle_upstreams_.parked(), resolver_.lookups_in_flight(),
              static_cast<unsigned long long>(c.accepted), static_cast<unsigned long long>(c.refused),
@@ -175,14 +206,13 @@ void Worker::log_resources() const noexcept {
 WorkerStats Worker::stats() const noexcept {
     const Counters& c = counters_;
     WorkerStats stats;
+    stats.worker = id_;
     stats.connections_accepted = c.accepted;
     stats.connections_refused = c.refused;
     stats.connections_open = sessions_.used();
     for (int i = 0; i < 5; ++i) stats.requests[i] = c.requests_by_class[i];
     stats.requests_unanswered = c.requests_unanswered;
-    // Counted when asked rather than kept up to date on every tunnel's way in and out.
-    for (std::uint32_t i = 0; i < sessions_.capacity(); ++i)
-        if (sessions_.in_use(i) && sessions_[i].phase == Phase::Tunnel) ++stats.tunnels_active;
+    stats.tunnels_active = c.tunnels_open;
     stats.tunnels_total = c.tunnels;
     stats.bytes_in = c.bytes_in;
     stats.bytes_out = c.bytes_out;
@@ -191,6 +221,7 @@ WorkerStats Worker::stats() const noexcept {
     stats.pipes_in_use = pipes_.in_use();
     stats.upstream_idle_connections = idle_upstreams_.parked();
     stats.upstream_reused = c.upstream_reused;
+    stats.upstream_waiting = limiter_.waiting();
     stats.dns_cache_hits = resolver_.cache_hits();
     stats.dns_cache_misses = resolver_.cache_misses();
     stats.dns_lookups_active = resolver_.lookups_in_flight();
@@ -310,14 +341,88 @@ void Worker::on_racer_event(std::uint32_t index, std::uint32_t generation, std::
 
 // A reusable upstream connection outlives its session in the pool, watched
 // for the server closing it while it waits.
+// Under upstream_max_connections a request waiting for the address gets it
+// first.
 void Worker::park_upstream(Session& s) noexcept {
+    if (auto waiter = limiter_.take_waiter(s.upstream_address)) {
+        hand_over(s, *waiter);
+        return;
+    }
     int fd = s.upstream.get();
     auto parked = idle_upstreams_.park(std::move(s.upstream), s.upstream_address, now_ms_);
-    if (parked &&
-        !reactor_.rewatch(fd, make_token(TokenKind::ParkedUpstream, parked->slot, parked->generation), false))
+    if (!parked)
+        release_upstream_place(s.upstream_address);
+    else if (!reactor_.rewatch(fd, make_token(TokenKind::ParkedUpstream, parked->slot, parked->generation), false))
         idle_upstreams_.drop(parked->slot, parked->generation);
     close_upstream(s);
 }
+
+// A finished request's connection goes straight to the first waiter: the
+// origin sees no new connection and the waiter's turn keeps its order.
+void Worker::hand_over(Session& from, std::uint32_t to) noexcept {
+    Session& waiter = sessions_[to];
+    if (reactor_.rewatch(from.upstream.get(), token(to, true), true)) {
+        waiter.upstream = std::move(from.upstream);
+        waiter.destination = waiter.upstream_address = from.upstream_address;
+        waiter.upstream_can_read = false;
+        waiter.upstream_can_write = true;
+        waiter.upstream_reusable = false;
+        waiter.upstream_handed = true;
+        waiter.upstream_wait = UpstreamWait::None;
+    } else {
+        from.upstream.reset();  // its place passes to the waiter, to connect anew
+        waiter.upstream_wait = UpstreamWait::Granted;
+    }
+    close_upstream(from);
+    queue_retry(to);
+}
+
+bool Worker::take_upstream_place(std::uint32_t index, const SocketAddress& address) noexcept {
+    Session& s = sessions_[index];
+    if (std::exchange(s.upstream_wait, UpstreamWait::None) == UpstreamWait::Granted) return true;
+    if (limiter_.acquire(address)) return true;
+    // An idle pooled connection holds a place this request cannot use (a
+    // tunnel, or a replay that wants a fresh connection): close it. The place
+    // goes to an earlier waiter if there is one.
+    return idle_upstreams_.close_one(address) && limiter_.acquire(address);
+}
+
+void Worker::release_upstream_place(const SocketAddress& address) noexcept {
+    auto waiter = limiter_.release(address);
+    if (!waiter) return;
+    Session& s = sessions_[*waiter];
+    s.upstream_wait = UpstreamWait::Granted;
+    s.phase_started_ms = now_ms_;
+    queue_retry(*waiter);
+}
+
+void Worker::on_pooled_close(void* worker, const SocketAddress& address) noexcept {
+    static_cast<Worker*>(worker)->release_upstream_place(address);
+}
+
+void Worker::drop_upstream(Session& s) noexcept {
+    if (!s.upstream) return;
+    s.upstream.reset();
+    release_upstream_place(s.upstream_address);
+}
+
+void Worker::drop_racer(Session& s) noexcept {
+    if (!s.racer) return;
+    s.racer.reset();
+    release_upstream_place(s.candidates.at(s.racer_candidate, s.target_port));
+}
+
+void Worker::leave_upstream_queue(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    UpstreamWait wait = std::exchange(s.upstream_wait, UpstreamWait::None);
+    if (wait == UpstreamWait::Queued) limiter_.cancel(s.destination, index);
+    else if (wait == UpstreamWait::Granted) release_upstream_place(s.destination);
+    if (s.upstream_handed) {
+        s.upstream_handed = false;
+        close_upstream(s);
+    }
+}
+
 
 // Any of the name's addresses will do: the one that won an earlier race is
 // as good as the first.
@@ -329,7 +434,12 @@ bool Worker::take_pooled_upstream(std::uint32_t index) noexcept {
         address = s.candidates.at(i, s.target_port);
         connection = idle_upstreams_.take(address, now_ms_);
     }
-    if (!connection || !reactor_.rewatch(connection.get(), token(index, true), true)) return false;
+    if (!connection) return false;
+    if (!reactor_.rewatch(connection.get(), token(index, true), true)) {
+        connection.reset();
+        release_upstream_place(address);
+        return false;
+    }
     s.upstream = std::move(connection);
     s.destination = s.upstream_address = address;
     s.upstream_can_read = false;
@@ -367,7 +477,7 @@ std::uint64_t Worker::deadline_for(const Session& s) const noexcept {
     case Phase::Resolving: return s.phase_started_ms + config_->dns_timeout_ms + 1000;
     case Phase::Connecting:
         // Happy Eyeballs: the next address is tried if none has connected by then.
-        if (s.next_attempt_ms != 0 && s.next_candidate < s.candidates.count)
+        if (s.upstream_wait == UpstreamWait::None && s.next_attempt_ms != 0 && s.next_candidate < s.candidates.count)
             return std::min(s.next_attempt_ms, s.phase_started_ms + config_->timeout_connect_ms);
         return s.phase_started_ms + config_->timeout_connect_ms;
     case Phase::Exchanging:
@@ -415,14 +525,22 @@ void Worker::on_timer(std::uint32_t index) noexcept {
         fail_and_drive(index, 504, "resolving the host name timed out", EndReason::TimeoutResolve);
         return;
     case Phase::Connecting:
+        if (s.upstream_wait == UpstreamWait::Queued) {
+            char detail[160], where[64];
+            format_address(s.destination, where, sizeof where);
+            std::snprintf(detail, sizeof detail,
+                          "no connection to %s came free within timeout_connect (upstream_max_connections)", where);
+            fail_and_drive(index, 503, detail, EndReason::UpstreamBusy);
+            return;
+        }
         if (now_ms_ < s.phase_started_ms + config_->timeout_connect_ms) {
             // Both attempts pending: the older gives way to the next address.
             if (s.upstream && s.racer) {
                 if (s.racer_is_newest) {
-                    s.upstream.reset();
+                    drop_upstream(s);
                     s.upstream_can_write = false;
                 } else {
-                    s.racer.reset();
+                    drop_racer(s);
                     s.racer_can_write = false;
                 }
             }

@@ -36,10 +36,13 @@ bool log_enabled(LogLevel level) noexcept;
 class LogFiles {
 public:
     // Throws std::system_error naming the path that cannot be opened; on
-    // failure the previous destinations stay in use.
+    // failure the previous destinations stay in use. On success the files
+    // replaced stay open until close_replaced(), for workers still writing
+    // to them.
     void open(const std::string& access_log, const std::string& error_log, LogLevel level);
-    // Opens the same paths again; a path that fails is reported and its old
-    // descriptor kept.
+    void close_replaced() noexcept;
+    // Opens the same paths again, under the same descriptor numbers; a path
+    // that fails is reported and its old file kept.
     void reopen() noexcept;
     int access_fd() const noexcept;  // -1 when the access log is off
     // Hands the open files to the user cproxy is about to become, so that
@@ -52,6 +55,8 @@ private:
     std::string error_path_;
     Fd access_;
     Fd error_;
+    Fd replaced_access_;
+    Fd replaced_error_;
 };
 
 struct AccessRecord {

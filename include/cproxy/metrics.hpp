@@ -11,7 +11,7 @@ namespace cproxy {
 
 // What one worker reports. Counters only grow; gauges are the moment's.
 struct WorkerStats {
-    std::uint32_t worker = 0;
+    std::uint64_t worker = 0;  // 64 bits like the rest: StatsBoard copies the struct as words
     std::uint64_t connections_accepted = 0;
     std::uint64_t connections_refused = 0;
     std::uint64_t connections_open = 0;
@@ -26,6 +26,7 @@ struct WorkerStats {
     std::uint64_t pipes_in_use = 0;
     std::uint64_t upstream_idle_connections = 0;
     std::uint64_t upstream_reused = 0;
+    std::uint64_t upstream_waiting = 0;  // requests queued under upstream_max_connections
     std::uint64_t dns_cache_hits = 0;
     std::uint64_t dns_cache_misses = 0;
     std::uint64_t dns_lookups_active = 0;

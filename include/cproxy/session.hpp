@@ -67,6 +67,14 @@ enum class EndReason : std::uint8_t {
     NoResources,
     Shutdown,
     Denied,  // the client's address is refused by the allow/deny rules
+    UpstreamBusy,  // no connection under upstream_max_connections came free in time
+};
+
+// A session's place in upstream_max_connections' queue for `destination`.
+enum class UpstreamWait : std::uint8_t {
+    None,
+    Queued,
+    Granted,  // a connection closed and its place passed to this session
 };
 
 const char* end_reason_text(EndReason reason) noexcept;
@@ -109,6 +117,7 @@ struct Session {
     std::uint8_t racer_candidate = 0;
     int connect_error = 0;              // errno of the last attempt that failed
     Phase phase = Phase::ReadingHead;
+    UpstreamWait upstream_wait = UpstreamWait::None;
     EndReason end = EndReason::Done;
     http::BodyKind request_body = http::BodyKind::None;
     http::BodyKind response_body = http::BodyKind::None;
@@ -122,6 +131,7 @@ struct Session {
     bool head_started = false;       // bytes of a request head have arrived
     bool served_request = false;     // a request completed on this connection
     bool upstream_reused = false;
+    bool upstream_handed = false;    // `upstream` came straight from another session's finished request
     bool fresh_upstream_only = false; // a replay: no kept or pooled connection
     bool upstream_reusable = false;  // the response left the upstream connection usable
     bool request_complete = false;   // whole request classified

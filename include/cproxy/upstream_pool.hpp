@@ -37,7 +37,16 @@ public:
     // Applies to every connection parked, from the next expire() on.
     void set_idle_timeout(std::uint32_t idle_timeout_ms) noexcept { idle_timeout_ms_ = idle_timeout_ms; }
 
-    // Takes ownership of `connection`; capacity 0 closes it at once (nullopt).
+    // Told the address of every connection the pool closes (expired, dropped,
+    // evicted for room), so the worker's per-address counts follow.
+    using CloseHook = void (*)(void* context, const SocketAddress& address) noexcept;
+    void on_close(CloseHook hook, void* context) noexcept {
+        close_hook_ = hook;
+        close_context_ = context;
+    }
+
+    // Takes ownership of `connection`; capacity 0 closes it at once (nullopt,
+    // and the hook is not called: the caller knows).
     std::optional<Parked> park(Fd connection, const SocketAddress& address, std::uint64_t now_ms) noexcept;
     // The most recently parked live connection to `address`, or an empty Fd.
     Fd take(const SocketAddress& address, std::uint64_t now_ms) noexcept;
@@ -45,6 +54,9 @@ public:
     void drop(std::uint32_t slot, std::uint32_t generation) noexcept;
     // Closes connections parked longer than the idle timeout.
     void expire(std::uint64_t now_ms) noexcept;
+    // Closes one idle connection to `address` to make room for a new one that
+    // cannot be pooled (a tunnel); false if there is none.
+    bool close_one(const SocketAddress& address) noexcept;
 
     std::uint32_t capacity() const noexcept { return static_cast<std::uint32_t>(entries_.size()); }
     std::uint32_t parked() const noexcept { return parked_; }
@@ -65,6 +77,7 @@ private:
     };
 
     void unlink(std::uint32_t slot) noexcept;  // from both lists; the descriptor stays
+    std::uint32_t find(const SocketAddress& address) const noexcept;  // newest first; none
     void close_entry(std::uint32_t slot) noexcept;
     std::uint32_t bucket_of(const SocketAddress& address) const noexcept;
 
@@ -74,6 +87,8 @@ private:
     std::uint32_t free_ = none;           // chained through `older`
     std::uint32_t parked_ = 0;
     std::uint32_t idle_timeout_ms_;
+    CloseHook close_hook_ = nullptr;
+    void* close_context_ = nullptr;
 };
 
 }  // namespace cproxy

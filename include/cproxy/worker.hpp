@@ -1,11 +1,13 @@
-// One worker: an edge-triggered epoll loop that owns every session it accepts
-// and every resource those sessions use (slab, buffers, pipes, timers, resolver,
-// counters). Nothing in it is shared with another thread but, with `resolver
-// system`, the getaddrinfo pool's hand-off queue.
+// One worker: an edge-triggered epoll loop, run by its own thread, that owns
+// every session it accepts and every resource those sessions use (listening
+// sockets, slab, buffers, pipes, timers, resolver, counters). It shares with
+// other threads only its control channel, the stats boards and, with
+// `resolver system`, the getaddrinfo pool's hand-off queue.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -20,9 +22,12 @@
 #include "cproxy/resolver.hpp"
 #include "cproxy/session.hpp"
 #include "cproxy/slab.hpp"
+#include "cproxy/stats_board.hpp"
 #include "cproxy/timer_wheel.hpp"
 #include "cproxy/tunnel.hpp"
+#include "cproxy/upstream_limiter.hpp"
 #include "cproxy/upstream_pool.hpp"
+#include "cproxy/worker_control.hpp"
 
 namespace cproxy {
 
@@ -39,7 +44,10 @@ struct Counters {
     std::uint64_t requests_by_class[5] = {};  // ended with 1xx .. 5xx
     std::uint64_t requests_unanswered = 0;    // ended before a status was sent
     std::uint64_t upstream_reused = 0;        // sent on a kept-alive or pooled upstream connection
+    std::uint64_t tunnels_open = 0;           // sessions in Phase::Tunnel now
 };
+
+Counters& operator+=(Counters& total, const Counters& more) noexcept;
 
 struct WorkerLimits {
     std::uint32_t max_connections;
@@ -47,44 +55,54 @@ struct WorkerLimits {
     std::uint32_t max_idle_upstreams;
     std::uint32_t large_buffers;      // for request heads up to max_header_size
     std::uint32_t large_buffer_bytes;
+    std::uint32_t upstream_max_connections;  // per address; 0: no limit
+};
+
+struct WorkerSetup {
+    std::uint32_t id;
+    WorkerLimits limits;
+    // Bound, listening, non-blocking sockets: one per listen address (a
+    // SO_REUSEPORT group's member when there are several workers), and the
+    // stats listener, if this worker has it.
+    std::vector<Fd> listeners;
+    Fd stats_listener;
+    std::span<StatsBoard> boards;  // every worker's, this one's at [id]
+    int access_log_fd;             // -1 for none
 };
 
 class Worker {
 public:
-    // `listeners` are bound, listening, non-blocking sockets, and so is
-    // `stats_listener` if not empty; `signal_fd` is a signalfd for the signals
-    // the caller handles; `access_log_fd` is -1 for no access log. `config`
-    // must outlive the worker or its next reconfigure().
-    Worker(const Config& config, WorkerLimits limits, std::vector<Fd> listeners, Fd stats_listener, Fd signal_fd,
-           int access_log_fd);
+    Worker(std::shared_ptr<const Config> config, WorkerSetup setup);  // throws std::system_error
     ~Worker();
-    // Serves until a signal arrives (returns its number) or, after
-    // begin_shutdown(), until every session has ended or the shutdown timeout
-    // passed (returns 0).
-    int run();
+    // The worker's thread: serves until told to stop at once or, after
+    // BeginShutdown, until every session has ended or the shutdown timeout
+    // passed. Sessions still open are closed by the destructor.
+    void run() noexcept;
+    // Any thread.
+    ControlChannel& control() noexcept { return control_; }
+    // After run() returned.
+    const Counters& counters() const noexcept { return counters_; }
+    std::uint32_t open_sessions() const noexcept { return sessions_.used(); }
+
+private:
+    void handle_control() noexcept;
     // New requests use `config` from now on; sessions carry on. Settings fixed
     // at start (listen, max_connections) are not looked at again.
-    void reconfigure(const Config& config, int access_log_fd) noexcept;
-    void flush_access_log() noexcept { access_log_.flush(); }
-    void set_access_log(int fd) noexcept { access_log_.set_fd(fd); }
+    void reconfigure(std::shared_ptr<const Config> config, int access_log_fd) noexcept;
     // Stops accepting, closes idle connections, and lets the others finish
     // their current request or tunnel within config.shutdown_timeout.
     void begin_shutdown() noexcept;
-    const Counters& counters() const noexcept { return counters_; }
     // Logs what the worker holds (sessions, buffers, pipes, idle upstreams,
     // armed timers) and its counters: SIGUSR2, and a check that a load left
     // nothing behind.
     void log_resources() const noexcept;
-    std::uint32_t open_sessions() const noexcept { return sessions_.used(); }
     WorkerStats stats() const noexcept;
 
-private:
     enum class Step : std::uint8_t { Progress, Wait, Closed };
 
     // worker.cpp: the loop, accepting, refusing, timers
     void accept_clients(int listener, bool stats) noexcept;
     void refuse(int fd, const char* why) noexcept;
-    int read_signal() noexcept;
     void overload_episode(const char* why) noexcept;
     void on_session_event(std::uint32_t index, std::uint32_t generation, bool upstream,
                           std::uint32_t events) noexcept;
@@ -135,6 +153,17 @@ private:
     bool prepare_replay(Session& s) noexcept;
     void park_upstream(Session& s) noexcept;
     bool take_pooled_upstream(std::uint32_t index) noexcept;
+    // upstream_max_connections: every upstream descriptor (attempt, racer,
+    // connection in use or pooled) holds a place at its address, taken here
+    // and given back, or passed to the first waiter, when it closes.
+    bool take_upstream_place(std::uint32_t index, const SocketAddress& address) noexcept;
+    void release_upstream_place(const SocketAddress& address) noexcept;
+    static void on_pooled_close(void* worker, const SocketAddress& address) noexcept;
+    void drop_upstream(Session& s) noexcept;
+    void drop_racer(Session& s) noexcept;
+    void hand_over(Session& from, std::uint32_t to) noexcept;
+    void leave_upstream_queue(std::uint32_t index) noexcept;
+    Step watch_waiting_client(std::uint32_t index) noexcept;
     bool classify_request_body(Session& s) noexcept;
     bool classify_response_body(Session& s) noexcept;
     void start_reading_head(Session& s) noexcept;
@@ -146,18 +175,23 @@ private:
     std::uint64_t token(std::uint32_t index, bool upstream) const noexcept;
     std::uint64_t racer_token(std::uint32_t index) const noexcept;
 
-    const Config* config_;
+    std::uint32_t id_;
+    std::shared_ptr<const Config> config_owner_;
+    const Config* config_;  // config_owner_'s, read on every request
     Authenticator authenticator_;
     std::vector<Fd> listeners_;
     Fd stats_listener_;
     std::vector<SocketAddress> listen_addresses_;
-    Fd signal_fd_;
+    ControlChannel control_;
+    std::span<StatsBoard> boards_;
+    std::vector<WorkerStats> all_stats_;  // the boards read for a stats request
     Fd spare_fd_;  // closed to accept-and-refuse when descriptors run out
     Reactor reactor_;
     Slab<Session> sessions_;
     BufferPool buffers_;
     BufferPool large_buffers_;  // request heads beyond a regular buffer
     PipePool pipes_;
+    UpstreamLimiter limiter_;  // before the pool, which reports to it until destroyed
     UpstreamPool idle_upstreams_;
     TimerWheel timers_;
     Resolver resolver_;
@@ -168,8 +202,8 @@ private:
     std::uint64_t now_ms_ = 0;
     bool overloaded_ = false;
     bool splice_enabled_;
-    bool signal_pending_ = false;
     bool stopping_ = false;
+    bool stop_now_ = false;
     std::uint64_t shutdown_deadline_ms_ = 0;
     http::RequestHead request_head_;
     http::ResponseHead response_head_;

@@ -213,7 +213,7 @@ TEST_CASE("integration: the start-up log names the connection and pipe capacity"
     Proxy p(proxy_args({"--max-connections", "100"}));
     CHECK(p.wait_err([](const std::string& err) {
         return err.find("info: up to 100 client connections and ") != std::string::npos &&
-               err.find(" splice pipes (open-file limit ") != std::string::npos;
+               err.find(" splice pipes in 1 worker (open-file limit ") != std::string::npos;
     }));
 }
 

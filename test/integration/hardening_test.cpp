@@ -47,7 +47,7 @@ Resources resources(Proxy& p)
     Resources r;
     unsigned session_slots = 0, buffer_slots = 0, large_slots = 0;
     int fields = std::sscanf(line.c_str(),
-                             "info: resources: %u/%u sessions, %u/%u buffers, %u/%u large buffers, "
+                             "info: resources: worker 0, %u/%u sessions, %u/%u buffers, %u/%u large buffers, "
                              "%u pipes in use of %u made, %u idle upstream",
                              &r.sessions, &session_slots, &r.buffers, &buffer_slots, &r.large_buffers,
                              &large_slots, &r.pipes_in_use, &r.pipes_made, &r.idle_upstreams);
