@@ -73,6 +73,7 @@ const std::vector<Family> kFamilies{
     {"cproxy_pipes_in_use", "gauge", "", {}},
     {"cproxy_upstream_idle_connections", "gauge", "", {}},
     {"cproxy_upstream_reused_total", "counter", "", {}},
+    {"cproxy_upstream_waiting", "gauge", "", {}},
     {"cproxy_dns_cache_hits_total", "counter", "", {}},
     {"cproxy_dns_cache_misses_total", "counter", "", {}},
     {"cproxy_dns_lookups_active", "gauge", "", {}},
