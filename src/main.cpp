@@ -74,16 +74,22 @@ std::vector<WorkerLimits> size_workers(Config& config, std::uint64_t descriptor_
         config.upstream_max_idle.value_or(std::min<std::uint64_t>(256, descriptor_limit / 64));
     std::uint64_t reserve = reserved_descriptors(workers) + 2 * pipes + idle_upstreams;
     std::uint64_t fitting = descriptor_limit > reserve + 2 ? (descriptor_limit - reserve) / 2 : 1;
+    // With upstream_max_connections a client needs one descriptor and its
+    // upstream connections are counted once per address; that bound is
+    // assumed to hold for one address (a backend) when warning.
+    std::uint64_t upstream = config.upstream_max_connections;
+    std::uint64_t needed = 2ull * config.max_connections + reserve;
+    if (upstream != 0)
+        needed = config.max_connections + std::min<std::uint64_t>(upstream, config.max_connections) + reserve;
     if (config.max_connections == 0) {
         config.max_connections = static_cast<std::uint32_t>(std::min<std::uint64_t>(fitting, 1'000'000));
-    } else if (config.max_connections > fitting) {
-        log_warning("--max-connections %u may need up to %llu descriptors (2 per connection plus %llu "
-                    "reserved) but the open-file limit is %llu; clients beyond what the limit allows "
-                    "get 503",
-                    config.max_connections,
-                    static_cast<unsigned long long>(2ull * config.max_connections + reserve),
-                    static_cast<unsigned long long>(reserve),
-                    static_cast<unsigned long long>(descriptor_limit));
+    } else if (needed > descriptor_limit) {
+        log_warning("--max-connections %u may need up to %llu descriptors (%s plus %llu reserved) but the "
+                    "open-file limit is %llu; clients beyond what the limit allows get 503",
+                    config.max_connections, static_cast<unsigned long long>(needed),
+                    upstream != 0 ? "1 per connection, upstream_max_connections per upstream address"
+                                  : "2 per connection",
+                    static_cast<unsigned long long>(reserve), static_cast<unsigned long long>(descriptor_limit));
     }
     if (workers > config.max_connections) {
         log_warning("%u workers for %u connections: starting %u", workers, config.max_connections,
@@ -95,6 +101,8 @@ std::vector<WorkerLimits> size_workers(Config& config, std::uint64_t descriptor_
         WorkerLimits& limits = plan[i];
         limits.max_connections = share(config.max_connections, i, workers);
         limits.max_pipes = share(pipes, i, workers);
+        // Worker 0 has the stats listener: /metrics is about 1.1 KiB per worker.
+        if (i == 0 && config.stats_listen) limits.stats_buffer_bytes = 8192 + 4096 * workers;
         limits.max_idle_upstreams = share(idle_upstreams, i, workers);
         limits.upstream_max_connections =
             config.upstream_max_connections == 0

@@ -209,11 +209,13 @@ Worker::Step Worker::watch_waiting_client(std::uint32_t index) noexcept {
     return Step::Wait;
 }
 
-// How many bytes of request head the session's buffer may hold: a regular
-// buffer's room, or a large buffer's, and never more than max_header_size.
+// How many bytes of request head the session's buffer may hold, never more
+// than max_header_size: all of a head buffer (the head moves on to be
+// rewritten), or a regular or large buffer's room less the rewrite's headroom.
 std::uint32_t Worker::request_head_room(const Session& s) const noexcept {
-    std::uint32_t capacity = s.request ? s.request->capacity() : buffer_size;
-    return std::min(capacity - head_headroom, config_->max_header_size);
+    std::uint32_t capacity = s.request ? s.request->capacity() : head_buffer_size;
+    std::uint32_t room = capacity < buffer_size ? capacity : capacity - head_headroom;
+    return std::min(room, config_->max_header_size);
 }
 
 // Moves the request's bytes into `target` (empty, large enough) and gives
@@ -229,16 +231,20 @@ void Worker::move_request(Session& s, Buffer* target) noexcept {
 // regular one when the rest fits, so a slow body upload does not hold one of
 // the few large buffers.
 void Worker::return_large_buffer(Session& s) noexcept {
-    if (!s.request || s.request->capacity() == buffer_size || s.request->size() > buffer_size) return;
+    if (!s.request || s.request->capacity() <= buffer_size || s.request->size() > buffer_size) return;
     if (Buffer* regular = buffers_.acquire()) move_request(s, regular);
 }
 
-// A head that outgrew its regular buffer moves into a large one, if one is free.
-bool Worker::move_to_large_buffer(Session& s) noexcept {
-    if (s.request->capacity() != buffer_size) return false;
-    Buffer* large = large_buffers_.acquire();
-    if (!large) return false;
-    move_request(s, large);
+// The request's bytes move up a size: from a head buffer to a regular one,
+// from a regular one to a large one. False if there is no larger size or no
+// buffer of it free.
+bool Worker::grow_request(Session& s) noexcept {
+    std::uint32_t capacity = s.request->capacity();
+    Buffer* larger = capacity < buffer_size    ? buffers_.acquire()
+                     : capacity == buffer_size ? large_buffers_.acquire()
+                                               : nullptr;
+    if (!larger) return false;
+    move_request(s, larger);
     return true;
 }
 
@@ -246,7 +252,8 @@ Worker::Step Worker::read_head(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
     check_idle_upstream(index);
     if (s.client_can_read && (!s.request || s.request->size() < request_head_room(s))) {
-        if (!s.request && !(s.request = buffers_.acquire())) return close_session(index, EndReason::NoResources);
+        if (!s.request && !(s.request = head_buffers_.acquire()) && !(s.request = buffers_.acquire()))
+            return close_session(index, EndReason::NoResources);
         ssize_t n = ::recv(s.client.get(), s.request->space(), request_head_room(s) - s.request->size(), 0);
         if (n > 0) {
             s.request->commit(static_cast<std::uint32_t>(n));
@@ -274,7 +281,7 @@ Worker::Step Worker::read_head(std::uint32_t index) noexcept {
     case http::ParseStatus::Partial:
         if (s.request->size() >= request_head_room(s)) {
             if (s.request->size() < config_->max_header_size) {
-                if (move_to_large_buffer(s)) return Step::Progress;
+                if (grow_request(s)) return Step::Progress;
                 begin_unparsed_request(s);
                 return fail(index, 503, "no buffer free for a request head this large", EndReason::NoResources);
             }
@@ -437,17 +444,21 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     // The destination is settled (and any name copied to the resolver), so the
     // head's views may now be overwritten by the rewritten head.
     std::size_t length = forward::write_request_head(head, rewrite, scratch_.get(), scratch_size_);
-    // A full regular buffer (a pipelined head behind a body) may lack the
-    // headroom: the rewrite then goes to a large buffer.
-    bool rewritten = length != 0 && (replace_head(*s.request, 0, s.head_length, scratch_.get(), length) ||
-                                     (move_to_large_buffer(s) &&
-                                      replace_head(*s.request, 0, s.head_length, scratch_.get(), length)));
+    // A head buffer, or a full regular one (a pipelined head behind a body),
+    // may lack the room: the rewrite then moves up a size.
+    bool rewritten = length != 0 && replace_head(*s.request, 0, s.head_length, scratch_.get(), length);
+    while (!rewritten && length != 0 && grow_request(s))
+        rewritten = replace_head(*s.request, 0, s.head_length, scratch_.get(), length);
     if (!rewritten) {
         close_upstream(s);
         s.close_after_response = true;
         return fail(index, 431, "request head too large", EndReason::BadRequest);
     }
     return_large_buffer(s);
+    // A body or a protocol switch streams through the request buffer: a head
+    // buffer would cut it into 1 KiB reads.
+    if ((s.request_body != http::BodyKind::None || s.upgrade_requested) && s.request->capacity() < buffer_size)
+        grow_request(s);
     s.request_unsent = static_cast<std::uint32_t>(length);
     s.request_complete = s.request_body == http::BodyKind::None;
     s.replay_length = s.request_complete && idempotent(s.method) ? s.request_unsent : 0;
@@ -670,6 +681,7 @@ Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
     // Bytes the client sent after the CONNECT head are the tunnel's first bytes.
     s.request->consume(s.head_length);
     s.request_unsent = 0;
+    if (s.request->capacity() < buffer_size) grow_request(s);  // a relay buffer, best full size
     if (!s.response && !(s.response = buffers_.acquire())) return close_session(index, EndReason::NoResources);
     s.response->clear();
     std::memcpy(s.response->space(), connection_established.data(), connection_established.size());
@@ -1125,8 +1137,10 @@ Worker::Step Worker::serve_stats(std::uint32_t index, const http::RequestHead& h
         return answer_locally(index, 404, "", "text/plain", "cproxy: try /metrics or /stats\n");
     boards_[id_].publish(stats());
     for (std::size_t i = 0; i < boards_.size(); ++i) all_stats_[i] = boards_[i].read();
+    if (!s.response && !(s.response = stats_buffers_.acquire()))
+        return fail(index, 503, "every stats buffer is busy", EndReason::NoResources);
     // Room for the response head in front of the body in one buffer.
-    std::size_t room = buffer_size - head_headroom;
+    std::size_t room = s.response->capacity() - head_headroom;
     std::size_t length = prometheus ? render_prometheus(all_stats_.data(), all_stats_.size(), scratch_.get(), room)
                                     : render_json(all_stats_.data(), all_stats_.size(), scratch_.get(), room);
     if (length == 0) return fail(index, 500, "the statistics do not fit in a response buffer", EndReason::NoResources);

@@ -36,6 +36,9 @@ std::uint64_t monotonic_ms() noexcept {
            static_cast<std::uint64_t>(now.tv_nsec) / 1'000'000;
 }
 
+// Stats requests answered at once; more wait for a buffer with a 503.
+constexpr std::uint32_t stats_clients = 4;
+
 // Sent to clients that cannot be given a session: no slot or no descriptor.
 constexpr std::string_view service_unavailable =
     "HTTP/1.1 503 Service Unavailable\r\n"
@@ -76,8 +79,10 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
       all_stats_(setup.boards.size()),
       spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
       sessions_(setup.limits.max_connections),
+      head_buffers_(setup.limits.max_connections + 16, head_buffer_size),
       buffers_(setup.limits.max_connections * 2 + 16),
       large_buffers_(setup.limits.large_buffers, setup.limits.large_buffer_bytes),
+      stats_buffers_(setup.limits.stats_buffer_bytes ? stats_clients : 0, setup.limits.stats_buffer_bytes),
       pipes_(setup.limits.max_pipes),
       limiter_(setup.limits.upstream_max_connections, setup.limits.max_connections,
                2 * setup.limits.max_connections + setup.limits.max_idle_upstreams),
@@ -87,7 +92,7 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
                 &Worker::deliver_lookup, this, monotonic_ms()),
       access_log_(setup.access_log_fd),
       splice_enabled_(config_->splice),
-      scratch_size_(std::max(buffer_size, setup.limits.large_buffer_bytes)),
+      scratch_size_(std::max({buffer_size, setup.limits.large_buffer_bytes, setup.limits.stats_buffer_bytes})),
       scratch_(std::make_unique<char[]>(scratch_size_)) {
     for (std::size_t i = 0; i < listeners_.size(); ++i) {
         SocketAddress address;
@@ -102,6 +107,8 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
     idle_upstreams_.on_close(&Worker::on_pooled_close, this);
     retry_.reserve(setup.limits.max_connections);
     retry_now_.reserve(setup.limits.max_connections);
+    // Before any thread runs: a scrape right after start-up sees every worker.
+    boards_[id_].publish(stats());
 }
 
 Worker::~Worker() {
@@ -191,11 +198,11 @@ void Worker::reconfigure(std::shared_ptr<const Config> config, int access_log_fd
 void Worker::log_resources() const noexcept {
     const Counters& c = counters_;
     log_info("resources: worker %u, %u/%u sessions, %u/%u buffers, %u/%u large buffers, %u pipes in use of %u made, %u idle upstream "
-             "connections, %u name lookups; counters: %llu accepted, %llu refused, %llu requests, %llu tunnels, "
+             "connections, %u name lookups, %u/%u head buffers; counters: %llu accepted, %llu refused, %llu requests, %llu tunnels, "
              "%llu failed, %llu bytes in, %llu bytes out, %llu DNS cache hits, %llu DNS cache misses",
              id_, sessions_.used(), sessions_.capacity(), buffers_.in_use(), buffers_.capacity(),
              large_buffers_.in_use(), large_buffers_.capacity(), pipes_.in_use(),
-             pipes_.created(), idle_upstreams_.parked(), resolver_.lookups_in_flight(),
+             pipes_.created(), idle_upstreams_.parked(), resolver_.lookups_in_flight(), head_buffers_.in_use(), head_buffers_.capacity(),
              static_cast<unsigned long long>(c.accepted), static_cast<unsigned long long>(c.refused),
              static_cast<unsigned long long>(c.requests), static_cast<unsigned long long>(c.tunnels),
              static_cast<unsigned long long>(c.failures), static_cast<unsigned long long>(c.bytes_in),
@@ -217,7 +224,7 @@ WorkerStats Worker::stats() const noexcept {
     stats.bytes_in = c.bytes_in;
     stats.bytes_out = c.bytes_out;
     stats.bytes_spliced = c.spliced;
-    stats.buffers_in_use = buffers_.in_use() + large_buffers_.in_use();
+    stats.buffers_in_use = head_buffers_.in_use() + buffers_.in_use() + large_buffers_.in_use();
     stats.pipes_in_use = pipes_.in_use();
     stats.upstream_idle_connections = idle_upstreams_.parked();
     stats.upstream_reused = c.upstream_reused;
@@ -369,6 +376,7 @@ void Worker::hand_over(Session& from, std::uint32_t to) noexcept {
         waiter.upstream_reusable = false;
         waiter.upstream_handed = true;
         waiter.upstream_wait = UpstreamWait::None;
+        waiter.phase_started_ms = now_ms_;
     } else {
         from.upstream.reset();  // its place passes to the waiter, to connect anew
         waiter.upstream_wait = UpstreamWait::Granted;

@@ -56,6 +56,7 @@ struct WorkerLimits {
     std::uint32_t large_buffers;      // for request heads up to max_header_size
     std::uint32_t large_buffer_bytes;
     std::uint32_t upstream_max_connections;  // per address; 0: no limit
+    std::uint32_t stats_buffer_bytes;  // a stats response for every worker; 0: no stats listener
 };
 
 struct WorkerSetup {
@@ -121,7 +122,7 @@ private:
     void drive(std::uint32_t index) noexcept;
     Step read_head(std::uint32_t index) noexcept;
     void move_request(Session& s, Buffer* target) noexcept;
-    bool move_to_large_buffer(Session& s) noexcept;
+    bool grow_request(Session& s) noexcept;
     void return_large_buffer(Session& s) noexcept;
     std::uint32_t request_head_room(const Session& s) const noexcept;
     Step on_request_head(std::uint32_t index, const http::RequestHead& head) noexcept;
@@ -188,8 +189,10 @@ private:
     Fd spare_fd_;  // closed to accept-and-refuse when descriptors run out
     Reactor reactor_;
     Slab<Session> sessions_;
+    BufferPool head_buffers_;  // where request heads start
     BufferPool buffers_;
     BufferPool large_buffers_;  // request heads beyond a regular buffer
+    BufferPool stats_buffers_;  // /metrics and /stats grow with the number of workers
     PipePool pipes_;
     UpstreamLimiter limiter_;  // before the pool, which reports to it until destroyed
     UpstreamPool idle_upstreams_;

@@ -1,6 +1,10 @@
 #include "stats_client.hpp"
 
+#include <cmath>
 #include <set>
+#include <thread>
+
+#include <catch2/catch.hpp>
 
 namespace itest {
 
@@ -68,15 +72,8 @@ std::string family_of(const std::string& name, const std::map<std::string, std::
     }
     return name;
 }
-
 } // namespace
 
-// Parses a text exposition (format 0.0.4) strictly: every line ends in LF;
-// comment lines are "# HELP name text", "# TYPE name type" or other "# ..."
-// comments; a sample line is name[{label="value",...}] value [timestamp].
-// Each family has exactly one TYPE line and at most one HELP line, both
-// before its first sample; a family's lines form one group; no sample
-// repeats a name and label set. Returns nullopt with `error` set otherwise.
 std::optional<Exposition> parse_exposition(const std::string& text, std::string& error)
 {
     Exposition e;
@@ -244,39 +241,67 @@ std::optional<Exposition> parse_exposition(const std::string& text, std::string&
     return e;
 }
 
-// The value of the one sample `name` with worker="0" and `extra` labels
-// (others may exist only if extra does not pin them).
-double value_of(const Exposition& e, const std::string& name, const Labels& extra)
-{
-    const Sample* found = nullptr;
-    int matches = 0;
-    for (const auto& s : e.samples) {
-        if (s.name != name)
-            continue;
-        auto w = s.labels.find("worker");
-        if (w == s.labels.end() || w->second != "0")
-            continue;
-        bool all = true;
-        for (const auto& [k, v] : extra) {
-            auto l = s.labels.find(k);
-            all = all && l != s.labels.end() && l->second == v;
-        }
-        if (all) {
-            found = &s;
-            ++matches;
-        }
-    }
-    INFO("sample " << name << " with " << extra.size() << " extra label(s)");
-    REQUIRE(matches == 1);
-    return found->value;
-}
-
-// A JSON number that is a non-negative integer (a count), or -1.
 double count_of(const Json* v)
 {
     if (!v || v->kind != Json::Kind::Number || v->number < 0 || v->number != std::floor(v->number))
         return -1;
     return v->number;
+}
+
+StatsClient::StatsClient(std::uint16_t port) : port_(port), conn_(connect_to(port)) {}
+
+std::optional<HttpResponse> StatsClient::request(const std::string& method, const std::string& path,
+                                                 const std::string& extra, const std::string& body)
+{
+    if (closed_) {
+        conn_ = connect_to(port_);
+        closed_ = false;
+        ++reconnects;
+    }
+    std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port_) +
+                      "\r\n" + extra + "\r\n" + body;
+    auto r = conn_.roundtrip(req, kWait, method == "HEAD");
+    if (!r || conn_.eof() ||
+        (r->header("Connection") && icontains(*r->header("Connection"), "close")))
+        closed_ = true;
+    return r;
+}
+
+Exposition StatsClient::metrics()
+{
+    auto r = request("GET", "/metrics");
+    REQUIRE(r);
+    INFO("response head:\n" << r->raw_head << "body:\n" << r->body);
+    REQUIRE(r->status == 200);
+    std::string error;
+    auto e = parse_exposition(r->body, error);
+    INFO("parse error: " << error);
+    REQUIRE(e);
+    return *e;
+}
+
+Json StatsClient::stats()
+{
+    auto r = request("GET", "/stats");
+    REQUIRE(r);
+    INFO("response head:\n" << r->raw_head << "body:\n" << r->body);
+    REQUIRE(r->status == 200);
+    std::string error;
+    auto j = JsonParser(r->body).document(error);
+    INFO("JSON error: " << error);
+    REQUIRE(j);
+    return *j;
+}
+
+Exposition StatsClient::metrics_when(const std::function<bool(const Exposition&)>& pred, Ms timeout)
+{
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        Exposition e = metrics();
+        if (pred(e) || Clock::now() >= deadline)
+            return e;
+        std::this_thread::sleep_for(Ms(20));
+    }
 }
 
 std::uint16_t stats_port(Proxy& p)

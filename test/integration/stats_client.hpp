@@ -1,12 +1,12 @@
-// Clients and strict parsers for the stats endpoint (--stats-listen):
-// the Prometheus text exposition of /metrics and the JSON of /stats. A
-// malformed line or document is an error, never skipped.
+// The stats endpoint as a client sees it: a keep-alive client of the stats
+// listener and strict parsers for what it serves, the Prometheus text format
+// of GET /metrics and the JSON of GET /stats. A malformed line or document
+// fails the test rather than being skipped.
 #pragma once
 
 #include "harness.hpp"
 
 #include <cctype>
-#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
@@ -14,11 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
-#include <utility>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 namespace itest {
 
@@ -46,9 +42,34 @@ struct Exposition {
 // repeats a name and label set. Returns nullopt with `error` set otherwise.
 std::optional<Exposition> parse_exposition(const std::string& text, std::string& error);
 
-// The value of the one sample `name` with worker="0" and `extra` labels
-// (others may exist only if extra does not pin them).
-double value_of(const Exposition& e, const std::string& name, const Labels& extra = {});
+// The status classes of cproxy_requests_total.
+inline const std::vector<std::string> kStatusClasses{"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+// Every family of the endpoint: name, type, and the labels besides worker
+// with the values each must take (one sample per combination and worker).
+struct MetricFamily {
+    std::string name, type, label;
+    std::vector<std::string> values;
+};
+
+inline const std::vector<MetricFamily> kMetricFamilies{
+    {"cproxy_connections_accepted_total", "counter", "", {}},
+    {"cproxy_connections_refused_total", "counter", "", {}},
+    {"cproxy_connections_open", "gauge", "", {}},
+    {"cproxy_requests_total", "counter", "code", kStatusClasses},
+    {"cproxy_tunnels_active", "gauge", "", {}},
+    {"cproxy_tunnels_total", "counter", "", {}},
+    {"cproxy_bytes_total", "counter", "direction", {"in", "out"}},
+    {"cproxy_relayed_bytes_total", "counter", "method", {"splice", "copy"}},
+    {"cproxy_buffers_in_use", "gauge", "", {}},
+    {"cproxy_pipes_in_use", "gauge", "", {}},
+    {"cproxy_upstream_idle_connections", "gauge", "", {}},
+    {"cproxy_upstream_reused_total", "counter", "", {}},
+    {"cproxy_upstream_waiting", "gauge", "", {}},
+    {"cproxy_dns_cache_hits_total", "counter", "", {}},
+    {"cproxy_dns_cache_misses_total", "counter", "", {}},
+    {"cproxy_dns_lookups_active", "gauge", "", {}},
+};
 
 // ------------------------------------------------------------------- JSON
 
@@ -280,63 +301,17 @@ double count_of(const Json* v);
 // new one only when the server closed the last (counted in reconnects).
 class StatsClient {
 public:
-    explicit StatsClient(std::uint16_t port) : port_(port), conn_(connect_to(port)) {}
+    explicit StatsClient(std::uint16_t port);
 
     // One request with `extra` header lines ("Name: value\r\n" each) and `body`.
     std::optional<HttpResponse> request(const std::string& method, const std::string& path,
-                                        const std::string& extra = "", const std::string& body = "")
-    {
-        if (closed_) {
-            conn_ = connect_to(port_);
-            closed_ = false;
-            ++reconnects;
-        }
-        std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port_) +
-                          "\r\n" + extra + "\r\n" + body;
-        auto r = conn_.roundtrip(req, kWait, method == "HEAD");
-        if (!r || conn_.eof() ||
-            (r->header("Connection") && icontains(*r->header("Connection"), "close")))
-            closed_ = true;
-        return r;
-    }
-
-    Exposition metrics()
-    {
-        auto r = request("GET", "/metrics");
-        REQUIRE(r);
-        INFO("response head:\n" << r->raw_head << "body:\n" << r->body);
-        REQUIRE(r->status == 200);
-        std::string error;
-        auto e = parse_exposition(r->body, error);
-        INFO("parse error: " << error);
-        REQUIRE(e);
-        return *e;
-    }
-
-    Json stats()
-    {
-        auto r = request("GET", "/stats");
-        REQUIRE(r);
-        INFO("response head:\n" << r->raw_head << "body:\n" << r->body);
-        REQUIRE(r->status == 200);
-        std::string error;
-        auto j = JsonParser(r->body).document(error);
-        INFO("JSON error: " << error);
-        REQUIRE(j);
-        return *j;
-    }
-
+                                        const std::string& extra = "", const std::string& body = "");
+    // GET /metrics, REQUIREd to be 200 and a valid exposition.
+    Exposition metrics();
+    // GET /stats, REQUIREd to be 200 and a valid JSON document.
+    Json stats();
     // Scrapes until pred holds (bounded); returns the last scrape.
-    Exposition metrics_when(const std::function<bool(const Exposition&)>& pred, Ms timeout = kWait)
-    {
-        auto deadline = Clock::now() + timeout;
-        for (;;) {
-            Exposition e = metrics();
-            if (pred(e) || Clock::now() >= deadline)
-                return e;
-            std::this_thread::sleep_for(Ms(20));
-        }
-    }
+    Exposition metrics_when(const std::function<bool(const Exposition&)>& pred, Ms timeout = kWait);
 
     int reconnects = 0;
 
@@ -346,7 +321,7 @@ private:
     bool closed_ = false;
 };
 
-// The port of the proxy's "stats on ADDR:PORT" line (REQUIREd).
+// The port of the proxy's "stats on" line, REQUIREd to be there.
 std::uint16_t stats_port(Proxy& p);
 
 } // namespace itest

@@ -136,6 +136,23 @@ std::vector<std::string> stats_args(std::vector<std::string> extra)
     return proxy_args(extra);
 }
 
+// The value of the one sample `name`{worker="0"} (REQUIREd to be there).
+double value_of(const Exposition& e, const std::string& name)
+{
+    const Sample* found = nullptr;
+    int matches = 0;
+    for (const auto& sample : e.samples) {
+        auto w = sample.labels.find("worker");
+        if (sample.name == name && w != sample.labels.end() && w->second == "0") {
+            found = &sample;
+            ++matches;
+        }
+    }
+    INFO("samples " << name << "{worker=\"0\"}");
+    REQUIRE(matches == 1);
+    return found->value;
+}
+
 double waiting(const Exposition& e) { return value_of(e, "cproxy_upstream_waiting"); }
 
 // Scrapes /metrics until cproxy_upstream_waiting{worker="0"} is n (bounded).
