@@ -618,6 +618,8 @@ void Origin::accept_loop()
         {
             std::lock_guard lk(mu_);
             ++connections_;
+            live_.push_back(c);
+            peak_ = std::max(peak_, count_open_locked());
         }
         cv_.notify_all();
         workers_.emplace_back([this, c] {
@@ -628,6 +630,10 @@ void Origin::accept_loop()
                       },
                       &stop_);
             handler_(*this, conn);
+            // Unlisted before `conn` closes the socket, so a listed
+            // descriptor is never a reused number.
+            std::lock_guard lk(mu_);
+            live_.erase(std::find(live_.begin(), live_.end(), c));
         });
     }
     listen_.reset();
@@ -646,6 +652,30 @@ std::size_t Origin::connections() const
 {
     std::lock_guard lk(mu_);
     return connections_;
+}
+
+std::size_t Origin::count_open_locked() const
+{
+    // A peer's FIN or RST has reached the socket by the time the peer's next
+    // connection can be accepted (loopback delivers in order), so a peer
+    // that closed one before opening the next is never counted twice.
+    std::size_t n = 0;
+    for (int fd : live_)
+        if (!(poll_one(fd, POLLRDHUP, Ms(0)) & (POLLRDHUP | POLLHUP | POLLERR)))
+            ++n;
+    return n;
+}
+
+std::size_t Origin::open_connections() const
+{
+    std::lock_guard lk(mu_);
+    return count_open_locked();
+}
+
+std::size_t Origin::peak_connections() const
+{
+    std::lock_guard lk(mu_);
+    return peak_;
 }
 
 std::string Origin::received() const

@@ -217,6 +217,14 @@ public:
     std::string url(std::string_view path = "/") const; // "http://" + authority() + path
 
     std::size_t connections() const;
+    // Connections open at once, as the peer holds them: a connection counts
+    // from its accept until the peer closes (or shuts down) its side or the
+    // handler returns. Checked at each accept, so the peak is exact for a
+    // peer that closes a connection before it opens the next one; a handler
+    // that closes first (rather than shutdown_write and wait) stops counting
+    // then. peak_connections() is the most seen at once.
+    std::size_t open_connections() const;
+    std::size_t peak_connections() const;
     std::string received() const;
     std::vector<HttpRequest> requests() const;
     void record(HttpRequest r);
@@ -231,6 +239,7 @@ public:
 
 private:
     void accept_loop();
+    std::size_t count_open_locked() const;
 
     Handler handler_;
     std::string host_ = "127.0.0.1";
@@ -242,6 +251,8 @@ private:
     mutable std::mutex mu_;
     mutable std::condition_variable cv_;
     std::size_t connections_ = 0;
+    std::vector<int> live_;    // sockets of running handlers, open while listed
+    std::size_t peak_ = 0;
     std::string received_;
     std::vector<HttpRequest> requests_;
     std::vector<std::string> notes_;
