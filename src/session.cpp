@@ -196,8 +196,10 @@ Worker::Step Worker::check_idle_upstream(std::uint32_t index) noexcept {
     return Step::Wait;
 }
 
-// While a request waits for a connection only the client's end can change: a
-// client that gave up is let go at once rather than when its turn comes.
+// While a request waits for a connection or for its response, a client that
+// gave up is let go at once, with the upstream connection or place it held,
+// rather than when its turn or the response comes (as nginx's 499 and squid's
+// half_closed_clients off do).
 Worker::Step Worker::watch_waiting_client(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
     if (!s.client_can_read) return Step::Wait;
@@ -847,6 +849,10 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
     bool progress = false;
 
+    if (s.request_complete && !s.response_started && s.client_can_read &&
+        watch_waiting_client(index) == Step::Closed)
+        return Step::Closed;
+
     if (!s.request_complete && s.client_can_read) {
         if (!s.request && !(s.request = buffers_.acquire())) return close_session(index, EndReason::NoResources);
         if (s.request->space_size() == 0) s.request->compact();
@@ -1298,6 +1304,7 @@ Worker::Step Worker::close_session(std::uint32_t index, EndReason reason) noexce
     if (s.phase == Phase::Tunnel) --counters_.tunnels_open;
     s.client.reset();
     close_upstream(s);
+    stats_open_ -= s.stats_client;
     sessions_.release(index);
     return Step::Closed;
 }

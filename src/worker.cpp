@@ -36,7 +36,8 @@ std::uint64_t monotonic_ms() noexcept {
            static_cast<std::uint64_t>(now.tv_nsec) / 1'000'000;
 }
 
-// Stats requests answered at once; more wait for a buffer with a 503.
+// Stats clients served at once, in session slots of their own so that a
+// proxy full of clients can still be watched; more get 503.
 constexpr std::uint32_t stats_clients = 4;
 
 // Sent to clients that cannot be given a session: no slot or no descriptor.
@@ -78,17 +79,18 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
       boards_(setup.boards),
       all_stats_(setup.boards.size()),
       spare_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
-      sessions_(setup.limits.max_connections),
+      max_clients_(setup.limits.max_connections),
+      sessions_(setup.limits.max_connections + (stats_listener_ ? stats_clients : 0)),
       head_buffers_(setup.limits.max_connections + 16, head_buffer_size),
       buffers_(setup.limits.max_connections * 2 + 16),
       large_buffers_(setup.limits.large_buffers, setup.limits.large_buffer_bytes),
       stats_buffers_(setup.limits.stats_buffer_bytes ? stats_clients : 0, setup.limits.stats_buffer_bytes),
       pipes_(setup.limits.max_pipes),
-      limiter_(setup.limits.upstream_max_connections, setup.limits.max_connections,
+      limiter_(setup.limits.upstream_max_connections, sessions_.capacity(),
                2 * setup.limits.max_connections + setup.limits.max_idle_upstreams),
       idle_upstreams_(setup.limits.max_idle_upstreams, config_->upstream_idle_timeout_ms),
-      timers_(setup.limits.max_connections, monotonic_ms()),
-      resolver_(*config_, reactor_, static_cast<std::uint8_t>(TokenKind::Resolver), setup.limits.max_connections,
+      timers_(sessions_.capacity(), monotonic_ms()),
+      resolver_(*config_, reactor_, static_cast<std::uint8_t>(TokenKind::Resolver), sessions_.capacity(),
                 &Worker::deliver_lookup, this, monotonic_ms()),
       access_log_(setup.access_log_fd),
       splice_enabled_(config_->splice),
@@ -105,8 +107,8 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
     if (stats_listener_) reactor_.add_input(stats_listener_.get(), make_token(TokenKind::StatsListener, 0, 0));
     reactor_.add_input(control_.fd(), make_token(TokenKind::Control, 0, 0));
     idle_upstreams_.on_close(&Worker::on_pooled_close, this);
-    retry_.reserve(setup.limits.max_connections);
-    retry_now_.reserve(setup.limits.max_connections);
+    retry_.reserve(sessions_.capacity());
+    retry_now_.reserve(sessions_.capacity());
     // Before any thread runs: a scrape right after start-up sees every worker.
     boards_[id_].publish(stats());
 }
@@ -289,9 +291,10 @@ void Worker::accept_clients(int listener, bool stats) noexcept {
             }
             return;
         }
-        auto slot = sessions_.acquire();
+        bool full = stats ? stats_open_ >= stats_clients : sessions_.used() - stats_open_ >= max_clients_;
+        auto slot = full ? std::nullopt : sessions_.acquire();
         if (!slot) {
-            refuse(fd, "all session slots in use (--max-connections)");
+            refuse(fd, stats ? "all stats client slots in use" : "all session slots in use (--max-connections)");
             continue;
         }
         std::uint32_t index = *slot;
@@ -308,6 +311,7 @@ void Worker::accept_clients(int listener, bool stats) noexcept {
         }
         overloaded_ = false;
         s.stats_client = stats;
+        stats_open_ += stats;
         if (!stats) ++counters_.accepted;
         start_reading_head(s);
         if (!client_allowed(config_->access_rules, peer)) {

@@ -187,6 +187,8 @@ private:
     std::span<StatsBoard> boards_;
     std::vector<WorkerStats> all_stats_;  // the boards read for a stats request
     Fd spare_fd_;  // closed to accept-and-refuse when descriptors run out
+    std::uint32_t max_clients_;     // proxy sessions; stats clients have slots beyond these
+    std::uint32_t stats_open_ = 0;
     Reactor reactor_;
     Slab<Session> sessions_;
     BufferPool head_buffers_;  // where request heads start

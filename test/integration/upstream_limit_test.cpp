@@ -420,13 +420,10 @@ TEST_CASE("integration: upstream limit: a client that leaves while its request h
     CHECK(waiting_is(s, 0));
 }
 
-// Not promised by the option's description, which lists "client gone" among
-// the closes that free a place without saying when the proxy must notice:
-// cproxy does not watch a client while its request waits for the response
-// head, so a client that leaves then holds the place until the origin
-// answers or timeout_response. Kept as [!mayfail] to show when that changes.
+// A client that leaves while its request waits for the response lets go of
+// the connection at once, so the next waiter need not wait for the origin.
 TEST_CASE("integration: upstream limit: a client that leaves before its response frees the connection at once",
-          "[integration][upstream-limit][!mayfail]")
+          "[integration][upstream-limit]")
 {
     Gate gate; // never opened: /hold is never answered
     Origin o(limit_origin(gate));
