@@ -85,15 +85,39 @@ start_dns_responder() {  # start_dns_responder PORT
 }
 
 # cproxy runs as the seed's benchmark ran the seed: Basic auth and a default
-# backend for origin-form requests; CONNECT may reach the backend's port.
+# backend for origin-form requests; CONNECT may reach the backend's port. It
+# runs on the proxy's CPUs (so --workers auto starts one worker per CPU there).
 start_cproxy() {  # start_cproxy [EXTRA-OPTION...]
+    start_cproxy_on "$proxy_cpu" "$@"
+}
+
+# The same on other CPUs. Sets max_sessions and cproxy_workers from the line
+# cproxy logs just after it starts listening ("info: up to T client
+# connections and P splice pipes in N workers ..."), and session_cost for
+# the "limited" note of a client count above max_sessions.
+start_cproxy_on() {  # start_cproxy_on CPU-LIST [EXTRA-OPTION...]
+    local cpus=$1 line=""
+    shift
     require_free_port "$cproxy_port"
-    taskset -c "$proxy_cpu" ./cproxy -l "127.0.0.1:$cproxy_port" --auth "$credentials" \
+    taskset -c "$cpus" ./cproxy -l "127.0.0.1:$cproxy_port" --auth "$credentials" \
         --backend "127.0.0.1:$nginx_port" --connect-ports "$nginx_port" "$@" \
         >"$work/cproxy.out" 2>"$work/cproxy.err" &
     pids[cproxy]=$!
     wait_for_port "$cproxy_port" cproxy "$work/cproxy.err" || return 1
     describe_target cproxy 127.0.0.1:$cproxy_port 127.0.0.1:$cproxy_port 127.0.0.1:$cproxy_port
+    for _ in $(seq 100); do
+        line=$(grep -m 1 'info: up to [0-9]* client connections' "$work/cproxy.err" || true)
+        [ -n "$line" ] && break
+        sleep 0.02
+    done
+    max_sessions=$(sed -n 's/.*info: up to \([0-9]*\) client connections.*/\1/p' <<<"$line")
+    session_cost="2 descriptors each"  # a client and its own upstream connection
+    cproxy_workers=$(sed -n 's/.* in \([0-9]*\) workers\{0,1\} .*/\1/p' <<<"$line")
+    if [ -z "$max_sessions" ]; then
+        echo "bench: cproxy logged no session count; its log:" >&2
+        cat "$work/cproxy.err" >&2
+        return 1
+    fi
 }
 
 # tinyproxy: MaxClients raised from its default of 100, no ConnectPort lines
