@@ -168,6 +168,7 @@ void Worker::start_reading_head(Session& s) noexcept {
     s.request_complete = s.response_head_done = s.response_complete = false;
     s.response_started = s.close_after_response = s.upstream_reused = false;
     s.fresh_upstream_only = false;
+    s.client_bytes_pending = false;
     s.replay_length = 0;
     s.head_method = s.connect_method = s.upgrade_requested = false;
     s.status = 0;
@@ -202,12 +203,15 @@ Worker::Step Worker::check_idle_upstream(std::uint32_t index) noexcept {
 // half_closed_clients off do).
 Worker::Step Worker::watch_waiting_client(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
-    if (!s.client_can_read) return Step::Wait;
+    if (!s.client_can_read || s.client_bytes_pending) return Step::Wait;
     char probe;
     ssize_t n = ::recv(s.client.get(), &probe, 1, MSG_PEEK);
     if (n == 0) return close_session(index, EndReason::ClientClosed);
     if (n < 0 && !would_block(errno)) return close_session(index, EndReason::ClientReset);
-    s.client_can_read = false;  // request body or pipelined bytes: theirs to read later
+    // Request body or pipelined bytes, read in their turn: the socket stays
+    // readable for them, and a close behind them is noticed then.
+    if (n > 0) s.client_bytes_pending = true;
+    else s.client_can_read = false;
     return Step::Wait;
 }
 

@@ -314,6 +314,50 @@ TEST_CASE("integration: upstream limit: waiting requests get the connection in t
     CHECK(waiting_is(s, 0));
 }
 
+// While a request waits, bytes behind its head (a body still arriving, the
+// next pipelined request) stay where they are and are read in their turn.
+TEST_CASE("integration: upstream limit: a waiting POST's body and a pipelined request behind a waiting GET arrive intact",
+          "[integration][upstream-limit]")
+{
+    Gate gate;
+    Origin o(limit_origin(gate));
+    Proxy p(stats_args({kLimit, "1"}));
+    StatsClient s(stats_port(p));
+    Conn first = client_sends(p, get(o, "/hold"));
+    REQUIRE(o.wait_requests(1));
+    const std::string body = random_bytes(100000, 7);
+    const std::string url = "http://" + o.authority() + "/post";
+    Conn poster = client_sends(p, "POST " + url + " HTTP/1.1\r\nHost: " + o.authority() +
+                                      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+                                      body.substr(0, 1000));
+    REQUIRE(waiting_is(s, 1));
+    REQUIRE(poster.send_all(body.substr(1000)));  // the rest arrives while it waits
+    // Longer than a head buffer: part of /p2 stays in the socket while /p1 waits.
+    Conn pipeliner = client_sends(p, get(o, "/p1") + get(o, "/p2", "X-Pad: " + std::string(1500, 'x') + "\r\n"));
+    REQUIRE(waiting_is(s, 2));
+    gate.open();
+    auto deadline = Clock::now() + Ms(6000);
+    auto r = first.read_response(left(deadline));
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    auto posted = poster.read_response(left(deadline));
+    REQUIRE(posted);
+    CHECK(posted->status == 200);
+    CHECK(posted->body == answer("/post"));
+    for (std::string target : {"/p1", "/p2"}) {
+        INFO("pipelined " << target);
+        auto piped = pipeliner.read_response(left(deadline));
+        REQUIRE(piped);
+        CHECK(piped->status == 200);
+        CHECK(piped->body == answer(target));
+    }
+    auto requests = o.requests();
+    REQUIRE(requests.size() == 4);
+    CHECK(requests[1].target == "/post");
+    CHECK(requests[1].body == body);
+    CHECK(o.peak_connections() == 1);
+}
+
 TEST_CASE("integration: upstream limit: a request that waits longer than timeout_connect gets 503 upstream-busy",
           "[integration][upstream-limit]")
 {
