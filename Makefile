@@ -100,7 +100,7 @@ build/asan/cproxy-tests: $(SAN_LIB) $(TEST_OBJ)
 # the committed test/fuzz/corpus/NAME), and with g++ and the sanitizers as a
 # replay of the committed corpus that `make check` runs. `make fuzz-merge`
 # adds the inputs that reach new code to the committed corpus, minimised.
-FUZZ_NAMES   := request response chunked config dns
+FUZZ_NAMES   := request response chunked config dns proxy_protocol
 FUZZ_SECONDS ?= 60
 FUZZ_CXX     ?= clang++
 FUZZ_FLAGS   := -MMD -MP -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \

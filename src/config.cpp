@@ -469,8 +469,9 @@ std::string resolve_backend(Backend& backend) {
     std::string host(host_port->host);
     int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &result);
     if (rc != 0 || !result) return "cannot resolve " + quoted(host) + ": " + gai_strerror(rc);
-    std::memcpy(&backend.address.storage, result->ai_addr, result->ai_addrlen);
-    backend.address.length = result->ai_addrlen;
+    socklen_t length = std::min<socklen_t>(result->ai_addrlen, sizeof backend.address.storage);
+    std::memcpy(&backend.address.storage, result->ai_addr, length);
+    backend.address.length = length;
     backend.address.set_port(host_port->port);
     ::freeaddrinfo(result);
     return {};

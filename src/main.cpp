@@ -312,7 +312,8 @@ void steer(const CommandLine& command, std::shared_ptr<const Config>& running, L
     pollfd watched[] = {{signals.get(), POLLIN, 0}, {workers.finished_fd(), POLLIN, 0}};
     while (workers.running()) {
         if (::poll(watched, 2, -1) < 0 && errno != EINTR) {
-            log_error("poll: %s", std::strerror(errno));
+            log_error("poll: %s; stopping", std::strerror(errno));
+            workers.broadcast(ControlMessage{ControlCommand::StopNow, nullptr, -1}, false);
             return;
         }
         signalfd_siginfo info;

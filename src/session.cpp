@@ -455,6 +455,13 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     bool rewritten = length != 0 && replace_head(*s.request, 0, s.head_length, scratch_.get(), length);
     while (!rewritten && length != 0 && grow_request(s))
         rewritten = replace_head(*s.request, 0, s.head_length, scratch_.get(), length);
+    bool larger_exists = s.request->capacity() < buffer_size ||
+                         (s.request->capacity() == buffer_size && large_buffers_.capacity() > 0);
+    if (!rewritten && length != 0 && larger_exists) {
+        close_upstream(s);
+        s.close_after_response = true;
+        return fail(index, 503, "no buffer free for the rewritten request head", EndReason::NoResources);
+    }
     if (!rewritten) {
         close_upstream(s);
         s.close_after_response = true;
@@ -542,6 +549,11 @@ Worker::Step Worker::start_upstream(std::uint32_t index) noexcept {
     s.phase_started_ms = now_ms_;
     s.connect_error = 0;
     s.next_candidate = 0;
+    // A replay holding its failed connection's place starts at that address.
+    if (s.upstream_wait == UpstreamWait::Granted)
+        while (s.next_candidate + 1 < s.candidates.count &&
+               !(s.candidates.at(s.next_candidate, s.target_port) == s.destination))
+            ++s.next_candidate;
     return connect_next(index);
 }
 
@@ -561,13 +573,14 @@ Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
         if (!take_upstream_place(index, address)) {
             --s.next_candidate;
             // A pending attempt may still win; the next address is tried later.
-            if (racing) {
+            if (s.upstream || s.racer) {
                 s.next_attempt_ms = now_ms_ + happy_eyeballs_delay_ms;
                 return Step::Progress;
             }
+            if (!limiter_.wait(address, index))
+                return fail(index, 503, "too many upstream addresses in use at once", EndReason::NoResources);
             s.destination = address;
             s.upstream_wait = UpstreamWait::Queued;
-            limiter_.wait(address, index);
             return Step::Progress;
         }
         Fd socket(::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -865,6 +878,7 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
             if (n > 0) {
                 s.request->commit(static_cast<std::uint32_t>(n));
                 counters_.bytes_in += static_cast<std::uint64_t>(n);
+                s.client_bytes_pending = false;
                 progress = true;
             } else if (n == 0) {
                 return close_session(index, EndReason::ClientClosed);
@@ -1069,7 +1083,7 @@ Worker::Step Worker::finish_exchange(std::uint32_t index) noexcept {
     bool leftover = s.response && !s.response->empty();
     if (!s.upstream_reusable || !s.request_complete || s.request_unsent > 0 || leftover)
         close_upstream(s);
-    else if (!s.keep_client || limiter_.enabled())  // under a limit, idle connections are all in the pool
+    else if (!s.keep_client || wanted_elsewhere(s.upstream_address))
         park_upstream(s);
     if (s.response) {
         buffers_.release(s.response);
@@ -1116,6 +1130,7 @@ Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view deta
                           bool client_mistake) noexcept {
     Session& s = sessions_[index];
     if (s.phase == Phase::Resolving) resolver_.cancel(index);
+    if (s.phase == Phase::Connecting) close_upstream(s);  // attempts still pending
     leave_upstream_queue(index);
     s.end = reason;
     ++counters_.failures;

@@ -1,5 +1,6 @@
 #include "cproxy/upstream_limiter.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -129,15 +130,22 @@ std::optional<std::uint32_t> UpstreamLimiter::take_waiter(const SocketAddress& a
     return pop_waiter(*entry);
 }
 
-void UpstreamLimiter::wait(const SocketAddress& address, std::uint32_t session) noexcept {
+bool UpstreamLimiter::has_waiters(const SocketAddress& address) noexcept {
+    if (!enabled() || waiting_ == 0) return false;
+    Entry* entry = find(key_of(address));
+    return entry && entry->first_waiter != none;
+}
+
+bool UpstreamLimiter::wait(const SocketAddress& address, std::uint32_t session) noexcept {
     Entry* entry = find_or_add(key_of(address));
-    if (!entry) return;
+    if (!entry) return false;
     next_waiter_.get()[session] = none;
     previous_waiter_.get()[session] = entry->last_waiter;
     if (entry->last_waiter == none) entry->first_waiter = session;
     else next_waiter_.get()[entry->last_waiter] = session;
     entry->last_waiter = session;
     ++waiting_;
+    return true;
 }
 
 void UpstreamLimiter::cancel(const SocketAddress& address, std::uint32_t session) noexcept {

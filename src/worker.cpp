@@ -384,10 +384,12 @@ void Worker::hand_over(Session& from, std::uint32_t to) noexcept {
         waiter.upstream_handed = true;
         waiter.upstream_wait = UpstreamWait::None;
         waiter.phase_started_ms = now_ms_;
+        waiter.next_attempt_ms = 0;
     } else {
         from.upstream.reset();  // its place passes to the waiter
         waiter.upstream_wait = UpstreamWait::Granted;
         waiter.phase_started_ms = now_ms_;
+        waiter.next_attempt_ms = 0;
     }
     close_upstream(from);
     queue_retry(to);
@@ -412,6 +414,7 @@ void Worker::release_upstream_place(const SocketAddress& address) noexcept {
     Session& s = sessions_[*waiter];
     s.upstream_wait = UpstreamWait::Granted;
     s.phase_started_ms = now_ms_;
+    s.next_attempt_ms = 0;
     queue_retry(*waiter);
 }
 
@@ -431,6 +434,11 @@ void Worker::drop_racer(Session& s) noexcept {
     release_upstream_place(s.candidates.at(s.racer_candidate, s.target_port));
 }
 
+bool Worker::wanted_elsewhere(const SocketAddress& address) noexcept {
+    if (!limiter_.enabled()) return false;
+    return limiter_.has_waiters(address) || idle_upstreams_.parked() < idle_upstreams_.capacity();
+}
+
 void Worker::leave_upstream_queue(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
     UpstreamWait wait = std::exchange(s.upstream_wait, UpstreamWait::None);
@@ -441,7 +449,6 @@ void Worker::leave_upstream_queue(std::uint32_t index) noexcept {
         close_upstream(s);
     }
 }
-
 
 // Any of the name's addresses will do: the one that won an earlier race is
 // as good as the first.

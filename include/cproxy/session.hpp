@@ -131,8 +131,8 @@ struct Session {
     bool head_started = false;       // bytes of a request head have arrived
     bool served_request = false;     // a request completed on this connection
     bool upstream_reused = false;
-    bool upstream_handed = false;
-    bool client_bytes_pending = false;  // seen while waiting: the client has not left    // `upstream` came straight from another session's finished request
+    bool upstream_handed = false;       // `upstream` came straight from another session's finished request
+    bool client_bytes_pending = false;  // seen while waiting: the client has not left
     bool fresh_upstream_only = false; // a replay: no kept or pooled connection
     bool upstream_reusable = false;  // the response left the upstream connection usable
     bool request_complete = false;   // whole request classified

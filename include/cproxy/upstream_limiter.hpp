@@ -31,7 +31,10 @@ public:
     std::optional<std::uint32_t> release(const SocketAddress& address) noexcept;
     // The first waiter, out of the queue, for a connection handed over whole.
     std::optional<std::uint32_t> take_waiter(const SocketAddress& address) noexcept;
-    void wait(const SocketAddress& address, std::uint32_t session) noexcept;
+    // False if the table has no room for another address (cannot happen
+    // within the descriptor budget it was sized for).
+    bool wait(const SocketAddress& address, std::uint32_t session) noexcept;
+    bool has_waiters(const SocketAddress& address) noexcept;
     // Leaves the queue `session` joined for `address`.
     void cancel(const SocketAddress& address, std::uint32_t session) noexcept;
 

@@ -164,6 +164,10 @@ private:
     void drop_racer(Session& s) noexcept;
     void hand_over(Session& from, std::uint32_t to) noexcept;
     void leave_upstream_queue(std::uint32_t index) noexcept;
+    // A finished request's connection goes to the pool rather than staying
+    // with its keep-alive client when a request waits for its address or the
+    // pool has room.
+    bool wanted_elsewhere(const SocketAddress& address) noexcept;
     Step watch_waiting_client(std::uint32_t index) noexcept;
     bool classify_request_body(Session& s) noexcept;
     bool classify_response_body(Session& s) noexcept;

@@ -486,6 +486,39 @@ TEST_CASE("integration: upstream limit: a client that leaves before its response
     CHECK(o.peak_connections() == 1);
 }
 
+// The same once the request waited for its place with its body still
+// arriving: bytes seen while waiting do not stop the watch afterwards.
+TEST_CASE("integration: upstream limit: a POST that waited, then leaves before its response, frees the connection",
+          "[integration][upstream-limit]")
+{
+    Gate gate; // never opened: /hold is never answered
+    Origin o(limit_origin(gate, Ms(300)));
+    Proxy p(stats_args({kLimit, "1", "--timeout-connect", "4s"}));
+    StatsClient s(stats_port(p));
+    Conn first = client_sends(p, get(o, "/first"));  // answered after 300 ms
+    REQUIRE(o.wait_requests(1));
+    const std::string body(5000, 'b');
+    Conn poster = client_sends(p, "POST " + o.url("/hold-post") + " HTTP/1.1\r\nHost: " + o.authority() +
+                                      "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+                                      body.substr(0, 100));
+    REQUIRE(waiting_is(s, 1));
+    REQUIRE(poster.send_all(body.substr(100)));  // arrives while it waits
+    auto r = first.read_response(Ms(3000));
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    REQUIRE(o.wait_requests(2));  // the POST went out and is held
+    Conn third = client_sends(p, get(o, "/third"));
+    REQUIRE(waiting_is(s, 1));
+    auto start = Clock::now();
+    poster.close();
+    auto t = third.read_response(Ms(3500));
+    REQUIRE(t);
+    CHECK(t->status == 200);
+    CHECK(t->body == answer("/third"));
+    CHECK(elapsed_ms(start) < 2000);
+    CHECK(o.peak_connections() == 1);
+}
+
 TEST_CASE("integration: upstream limit: an origin that closes after each response gets one connection at a time",
           "[integration][upstream-limit]")
 {

@@ -1,0 +1,152 @@
+#include "cproxy/proxy_protocol.hpp"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace cproxy::proxy_protocol {
+
+namespace {
+
+constexpr std::string_view v1_prefix = "PROXY ";
+constexpr std::size_t v1_max = 107;
+constexpr std::string_view v2_signature{"\r\n\r\n\0\r\nQUIT\n", 12};
+constexpr std::size_t v2_fixed = 16;
+
+Result fail(const char* why) noexcept { return Result{Status::Error, {}, why}; }
+
+// Whether `bytes` could still become `prefix` once more arrives.
+bool could_be(std::string_view bytes, std::string_view prefix) noexcept {
+    std::size_t n = std::min(bytes.size(), prefix.size());
+    return bytes.substr(0, n) == prefix.substr(0, n);
+}
+
+std::string_view next_word(std::string_view& line) noexcept {
+    std::size_t space = line.find(' ');
+    std::string_view word = line.substr(0, space);
+    line.remove_prefix(space == std::string_view::npos ? line.size() : space + 1);
+    return word;
+}
+
+// Decimal 0..65535 without a sign or leading zeros.
+bool parse_port(std::string_view text, std::uint16_t& port) noexcept {
+    if (text.empty() || text.size() > 5 || (text.size() > 1 && text[0] == '0')) return false;
+    std::uint32_t value = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return false;
+        value = value * 10 + static_cast<std::uint32_t>(c - '0');
+    }
+    if (value > 65535) return false;
+    port = static_cast<std::uint16_t>(value);
+    return true;
+}
+
+bool parse_ip(std::string_view text, int family, std::uint16_t port, SocketAddress& out) noexcept {
+    char host[INET6_ADDRSTRLEN];
+    if (text.empty() || text.size() >= sizeof host) return false;
+    std::memcpy(host, text.data(), text.size());
+    host[text.size()] = '\0';
+    out = SocketAddress{};
+    if (family == AF_INET) {
+        out.storage.v4.sin_family = AF_INET;
+        out.storage.v4.sin_port = htons(port);
+        out.length = sizeof out.storage.v4;
+        return ::inet_pton(AF_INET, host, &out.storage.v4.sin_addr) == 1;
+    }
+    out.storage.v6.sin6_family = AF_INET6;
+    out.storage.v6.sin6_port = htons(port);
+    out.length = sizeof out.storage.v6;
+    return ::inet_pton(AF_INET6, host, &out.storage.v6.sin6_addr) == 1;
+}
+
+// "PROXY TCP4 SRC DST SPORT DPORT\r\n", "PROXY TCP6 ...", or "PROXY UNKNOWN ...".
+Result parse_v1(std::string_view bytes) noexcept {
+    std::size_t end = bytes.substr(0, v1_max).find("\r\n");
+    if (end == std::string_view::npos) {
+        if (bytes.size() >= v1_max) return fail("PROXY v1 line longer than 107 bytes");
+        if (bytes.find('\n') != std::string_view::npos) return fail("PROXY v1 line not ended by CRLF");
+        return Result{Status::Partial, {}};
+    }
+    Result result{Status::Done, {}};
+    result.header.length = end + 2;
+    std::string_view line = bytes.substr(v1_prefix.size(), end - v1_prefix.size());
+    std::string_view protocol = next_word(line);
+    if (protocol == "UNKNOWN") return result;
+    int family = protocol == "TCP4" ? AF_INET : protocol == "TCP6" ? AF_INET6 : 0;
+    if (family == 0) return fail("PROXY v1 protocol is not TCP4, TCP6 or UNKNOWN");
+    std::string_view source = next_word(line), destination = next_word(line);
+    std::string_view source_port = next_word(line), destination_port = next_word(line);
+    std::uint16_t sport = 0, dport = 0;
+    if (!line.empty() || !parse_port(source_port, sport) || !parse_port(destination_port, dport))
+        return fail("malformed PROXY v1 ports");
+    if (!parse_ip(source, family, sport, result.header.source) ||
+        !parse_ip(destination, family, dport, result.header.destination))
+        return fail("malformed PROXY v1 address");
+    result.header.has_addresses = true;
+    return result;
+}
+
+std::uint16_t big_endian16(const unsigned char* p) noexcept {
+    return static_cast<std::uint16_t>(p[0] << 8 | p[1]);
+}
+
+Result parse_v2(std::string_view bytes) noexcept {
+    if (bytes.size() < v2_fixed) return Result{Status::Partial, {}};
+    auto* raw = reinterpret_cast<const unsigned char*>(bytes.data());
+    unsigned version = raw[12] >> 4, command = raw[12] & 0x0f;
+    unsigned family = raw[13] >> 4, transport = raw[13] & 0x0f;
+    std::size_t length = v2_fixed + big_endian16(raw + 14);
+    if (version != 2) return fail("PROXY v2 header with another version");
+    if (command > 1) return fail("PROXY v2 command neither LOCAL nor PROXY");
+    if (length > max_header) return fail("PROXY v2 header longer than 1024 bytes");
+    if (bytes.size() < length) return Result{Status::Partial, {}};
+    Result result{Status::Done, {}};
+    result.header.length = length;
+    // LOCAL (a health check), or a family cproxy has no use for: the
+    // connection's own addresses stand, the rest of the block is skipped.
+    bool tcp = transport == 1 && (family == 1 || family == 2);
+    if (command == 0 || !tcp) return result;
+    const unsigned char* block = raw + v2_fixed;
+    Header& header = result.header;
+    if (family == 1) {
+        if (length - v2_fixed < 12) return fail("PROXY v2 IPv4 address block too short");
+        for (SocketAddress* address : {&header.source, &header.destination}) {
+            address->storage.v4.sin_family = AF_INET;
+            address->length = sizeof address->storage.v4;
+        }
+        std::memcpy(&header.source.storage.v4.sin_addr, block, 4);
+        std::memcpy(&header.destination.storage.v4.sin_addr, block + 4, 4);
+        std::memcpy(&header.source.storage.v4.sin_port, block + 8, 2);
+        std::memcpy(&header.destination.storage.v4.sin_port, block + 10, 2);
+    } else {
+        if (length - v2_fixed < 36) return fail("PROXY v2 IPv6 address block too short");
+        for (SocketAddress* address : {&header.source, &header.destination}) {
+            address->storage.v6.sin6_family = AF_INET6;
+            address->length = sizeof address->storage.v6;
+        }
+        std::memcpy(&header.source.storage.v6.sin6_addr, block, 16);
+        std::memcpy(&header.destination.storage.v6.sin6_addr, block + 16, 16);
+        std::memcpy(&header.source.storage.v6.sin6_port, block + 32, 2);
+        std::memcpy(&header.destination.storage.v6.sin6_port, block + 34, 2);
+    }
+    header.has_addresses = true;
+    return result;
+}
+
+}  // namespace
+
+Result parse(std::string_view bytes) noexcept {
+    if (bytes.empty()) return Result{Status::Partial, {}};
+    if (could_be(bytes, v2_signature)) {
+        if (bytes.size() < v2_signature.size()) return Result{Status::Partial, {}};
+        return parse_v2(bytes);
+    }
+    if (could_be(bytes, v1_prefix)) {
+        if (bytes.size() < v1_prefix.size()) return Result{Status::Partial, {}};
+        return parse_v1(bytes);
+    }
+    return fail("no PROXY protocol header");
+}
+
+}  // namespace cproxy::proxy_protocol
