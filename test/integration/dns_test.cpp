@@ -1215,3 +1215,37 @@ TEST_CASE("integration: dns: lookups of every kind leave no socket and no lookup
     CHECK(wait_until([&] { return p.open_fds() == baseline; }, Ms(3000)));
     CHECK(p.open_fds() == baseline);
 }
+
+// upstream_max_connections with a racing attempt pending: the request keeps
+// trying rather than queue for a busy address, and no attempt outlives it.
+TEST_CASE("integration: dns: under upstream_max_connections a pending racer is never left behind by a queued request",
+          "[integration][dns][happy-eyeballs][upstream-limit]")
+{
+    REQUIRE(in_netns());
+    FakeDns dns;
+    HangListener first("127.0.0.2");
+    const std::uint16_t port = first.port();
+    HangListener second("127.0.0.3", port);
+    Origin busy(http_origin([](const HttpRequest&) { return Reply{http_response(200, "late"), false, Ms(4000)}; }),
+                "127.0.0.4", port);
+    DnsScript s;
+    s.a = {"127.0.0.2", "127.0.0.3", "127.0.0.4"};
+    dns.script("three.test", s);
+    Proxy p(proxy_args_dns(dns, {"--upstream-max-connections", "1", "--timeout-connect", "1500ms"}));
+    // Another client holds the only place at 127.0.0.4.
+    Conn holder = p.connect();
+    REQUIRE(holder.send_all(get_req(authority("127.0.0.4", port), "/hold")));
+    REQUIRE(busy.wait_requests(1));
+    // .2 hangs; .3 races it at 250 ms and hangs too; at 500 ms .2 gives way
+    // and .4 is at its limit.
+    Conn c = p.connect();
+    REQUIRE(c.send_all(get_req(authority("three.test", port))));
+    const std::string racer = "127.0.0.3:" + std::to_string(port);
+    CHECK(wait_until([&] { return syn_sent_from(p.pid(), racer) == 1; }, Ms(2000)));
+    auto r = c.read_response(Ms(4000));
+    INFO(dns.describe());
+    REQUIRE(r);
+    CHECK(r->status == 504);  // the connect timeout, not 503 upstream-busy
+    CHECK(wait_until([&] { return syn_sent_from(p.pid(), racer) == 0; }, Ms(1000)));
+    CHECK(syn_sent_from(p.pid(), "127.0.0.2:" + std::to_string(port)) == 0);
+}
