@@ -68,9 +68,13 @@ Result parse_v1(std::string_view bytes) noexcept {
         if (bytes.find('\n') != std::string_view::npos) return fail("PROXY v1 line not ended by CRLF");
         return Result{Status::Partial, {}};
     }
+    std::string_view line = bytes.substr(v1_prefix.size(), end - v1_prefix.size());
+    // Printable ASCII only: a NUL would end an address early, a bare LF is
+    // a line break without its CR.
+    if (std::any_of(line.begin(), line.end(), [](char c) { return c < 0x20 || c > 0x7e; }))
+        return fail("PROXY v1 line with a control character");
     Result result{Status::Done, {}};
     result.header.length = end + 2;
-    std::string_view line = bytes.substr(v1_prefix.size(), end - v1_prefix.size());
     std::string_view protocol = next_word(line);
     if (protocol == "UNKNOWN") return result;
     int family = protocol == "TCP4" ? AF_INET : protocol == "TCP6" ? AF_INET6 : 0;

@@ -111,6 +111,8 @@ TEST_CASE("proxy protocol: malformed or missing headers are refused with a reaso
         "PROXY TCP4 ::1 127.0.0.1 1 2\r\n",                        // IPv6 in TCP4
         "PROXY TCP6 192.0.2.7 ::1 1 2\r\n",                        // IPv4 in TCP6
         "PROXY TCP4 192.0.2.7 127.0.0.1 1 2\n",                    // LF without CR
+        "PROXY TCP6 ::1" + std::string(2, '\0') + " ::1 1 2\r\n",   // a NUL ending an address early
+        "PROXY TCP4 192.0.2.7 127.0.0.1\n 1 2\r\n",                // a bare LF inside the line
         "PROXY TCP4 " + std::string(100, '1') + "\r\n",            // longer than 107 bytes
         v2(0x11, 0x11, v4_block),                                  // version 1 in a v2 header
         v2(0x22, 0x11, v4_block),                                  // command 2
