@@ -62,17 +62,23 @@ bool operator==(const SocketAddress& a, const SocketAddress& b) noexcept {
     return false;
 }
 
+std::string_view format_ip(const SocketAddress& address, char* out, std::size_t capacity) noexcept {
+    const void* ip = address.family() == AF_INET ? static_cast<const void*>(&address.storage.v4.sin_addr)
+                                                 : static_cast<const void*>(&address.storage.v6.sin6_addr);
+    if ((address.family() != AF_INET && address.family() != AF_INET6) ||
+        !inet_ntop(address.family(), ip, out, static_cast<socklen_t>(capacity)))
+        return "-";
+    return out;
+}
+
 std::size_t format_address(const SocketAddress& address, char* out, std::size_t capacity) noexcept {
-    char host[INET6_ADDRSTRLEN] = "?";
+    char host[INET6_ADDRSTRLEN];
     int written = 0;
     if (address.family() == AF_INET) {
-        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&address.storage)->sin_addr, host,
-                  sizeof host);
-        written = std::snprintf(out, capacity, "%s:%u", host, address.port());
+        written = std::snprintf(out, capacity, "%s:%u", format_ip(address, host, sizeof host).data(), address.port());
     } else if (address.family() == AF_INET6) {
-        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&address.storage)->sin6_addr,
-                  host, sizeof host);
-        written = std::snprintf(out, capacity, "[%s]:%u", host, address.port());
+        written = std::snprintf(out, capacity, "[%s]:%u", format_ip(address, host, sizeof host).data(),
+                                address.port());
     } else {
         written = std::snprintf(out, capacity, "-");
     }

@@ -163,6 +163,14 @@ std::string apply_upstream_max_connections(Config& config, std::string_view valu
     return {};
 }
 
+std::string apply_forwarded(Config& config, std::string_view value) {
+    if (value == "off") config.forwarded = forward::ForwardedStyle::Off;
+    else if (value == "xff") config.forwarded = forward::ForwardedStyle::Xff;
+    else if (value == "rfc7239") config.forwarded = forward::ForwardedStyle::Rfc7239;
+    else return quoted(value) + " is not off, xff or rfc7239";
+    return {};
+}
+
 std::string apply_backend(Config& config, std::string_view value) {
     auto host_port = split_host_port(value);
     if (!host_port || host_port->port == 0 || host_port->host.empty())
@@ -374,6 +382,9 @@ const Directive directives[] = {
     {"user", "NAME", "switch to this user after binding, when started as root", apply_name<&Config::user>},
     {"group", "NAME", "switch to this group (default: the user's)", apply_name<&Config::group>},
     {"via", "on|off|NAME", "the Via field's name, or none (default on: cproxy)", apply_via},
+    {"forwarded", "off|xff|rfc7239", "tell servers the client's address: X-Forwarded-For or\n"
+                                      "Forwarded (RFC 7239); default off, for clients' privacy",
+     apply_forwarded},
     {"splice", "on|off", "relay tunnels with splice(2) (default on)", apply_switch<&Config::splice>},
     {"trace", "on|off", "forward TRACE requests instead of 405 (default off)", apply_switch<&Config::trace>},
     {"resolver", "ADDR,...", "DNS servers (default: /etc/resolv.conf's), repeatable;\n"

@@ -95,9 +95,28 @@ std::optional<HttpUrl> parse_http_url(std::string_view target) noexcept {
     return url;
 }
 
+// X-Forwarded-For or Forwarded: the values of the fields the request brought,
+// in order, then the client's own element.
+static void write_forwarded(HeadWriter& writer, const http::RequestHead& head, const RequestRewrite& rewrite) noexcept {
+    bool xff = rewrite.forwarded == ForwardedStyle::Xff;
+    std::string_view name = xff ? "X-Forwarded-For" : "Forwarded";
+    writer << name << ": ";
+    for (std::size_t i = 0; i < head.header_count; ++i)
+        if (iequals(head.headers[i].name, name) && !head.headers[i].value.empty())
+            writer << head.headers[i].value << ", ";
+    bool ipv6 = rewrite.client_ip.find(':') != std::string_view::npos;
+    if (xff) writer << rewrite.client_ip;
+    else if (ipv6) writer << "for=\"[" << rewrite.client_ip << "]\"";  // RFC 7239 §6: quoted, bracketed
+    else writer << "for=" << rewrite.client_ip;
+    writer << "\r\n";
+}
+
 std::size_t write_request_head(const http::RequestHead& head, const RequestRewrite& rewrite,
                                char* out, std::size_t capacity) noexcept {
     HeadWriter writer(out, capacity);
+    std::string_view forwarded_field = rewrite.forwarded == ForwardedStyle::Xff       ? "x-forwarded-for"
+                                       : rewrite.forwarded == ForwardedStyle::Rfc7239 ? "forwarded"
+                                                                                      : std::string_view{};
     writer << head.method << " ";
     if (rewrite.path.empty() || rewrite.path.front() == '?') writer << "/";
     writer << rewrite.path << (rewrite.http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
@@ -108,6 +127,7 @@ std::size_t write_request_head(const http::RequestHead& head, const RequestRewri
         if (always_hop_by_hop(name) || iequals(name, "proxy-authorization") ||
             (!rewrite.host.empty() && iequals(name, "host")) ||
             (rewrite.max_forwards && iequals(name, "max-forwards")) ||
+            (!forwarded_field.empty() && iequals(name, forwarded_field)) ||
             named_in_connection(headers, head.header_count, name))
             continue;
         writer.field(name, headers[i].value);
@@ -119,6 +139,7 @@ std::size_t write_request_head(const http::RequestHead& head, const RequestRewri
         writer.field("Max-Forwards", std::string_view(digits, static_cast<std::size_t>(length)));
     }
     if (!rewrite.upgrade.empty()) writer << "Connection: Upgrade\r\n" << "Upgrade: " << rewrite.upgrade << "\r\n";
+    if (!forwarded_field.empty()) write_forwarded(writer, head, rewrite);
     if (!rewrite.via_name.empty())
         writer << "Via: " << version_text(head.version_minor) << " " << rewrite.via_name << "\r\n";
     writer << "\r\n";

@@ -95,6 +95,23 @@ std::uint16_t big_endian16(const unsigned char* p) noexcept {
     return static_cast<std::uint16_t>(p[0] << 8 | p[1]);
 }
 
+// An address from its network-order IP and port bytes.
+SocketAddress address_from(int family, const unsigned char* ip, const unsigned char* port) noexcept {
+    SocketAddress address;
+    if (family == AF_INET) {
+        address.storage.v4.sin_family = AF_INET;
+        std::memcpy(&address.storage.v4.sin_addr, ip, 4);
+        std::memcpy(&address.storage.v4.sin_port, port, 2);
+        address.length = sizeof address.storage.v4;
+    } else {
+        address.storage.v6.sin6_family = AF_INET6;
+        std::memcpy(&address.storage.v6.sin6_addr, ip, 16);
+        std::memcpy(&address.storage.v6.sin6_port, port, 2);
+        address.length = sizeof address.storage.v6;
+    }
+    return address;
+}
+
 Result parse_v2(std::string_view bytes) noexcept {
     if (bytes.size() < v2_fixed) return Result{Status::Partial, {}};
     auto* raw = reinterpret_cast<const unsigned char*>(bytes.data());
@@ -111,29 +128,13 @@ Result parse_v2(std::string_view bytes) noexcept {
     // connection's own addresses stand, the rest of the block is skipped.
     bool tcp = transport == 1 && (family == 1 || family == 2);
     if (command == 0 || !tcp) return result;
+    // Source and destination addresses, then source and destination ports.
+    std::size_t ip_size = family == 1 ? 4 : 16;
+    if (length - v2_fixed < 2 * ip_size + 4) return fail("PROXY v2 address block too short");
     const unsigned char* block = raw + v2_fixed;
     Header& header = result.header;
-    if (family == 1) {
-        if (length - v2_fixed < 12) return fail("PROXY v2 IPv4 address block too short");
-        for (SocketAddress* address : {&header.source, &header.destination}) {
-            address->storage.v4.sin_family = AF_INET;
-            address->length = sizeof address->storage.v4;
-        }
-        std::memcpy(&header.source.storage.v4.sin_addr, block, 4);
-        std::memcpy(&header.destination.storage.v4.sin_addr, block + 4, 4);
-        std::memcpy(&header.source.storage.v4.sin_port, block + 8, 2);
-        std::memcpy(&header.destination.storage.v4.sin_port, block + 10, 2);
-    } else {
-        if (length - v2_fixed < 36) return fail("PROXY v2 IPv6 address block too short");
-        for (SocketAddress* address : {&header.source, &header.destination}) {
-            address->storage.v6.sin6_family = AF_INET6;
-            address->length = sizeof address->storage.v6;
-        }
-        std::memcpy(&header.source.storage.v6.sin6_addr, block, 16);
-        std::memcpy(&header.destination.storage.v6.sin6_addr, block + 16, 16);
-        std::memcpy(&header.source.storage.v6.sin6_port, block + 32, 2);
-        std::memcpy(&header.destination.storage.v6.sin6_port, block + 34, 2);
-    }
+    header.source = address_from(family == 1 ? AF_INET : AF_INET6, block, block + 2 * ip_size);
+    header.destination = address_from(family == 1 ? AF_INET : AF_INET6, block + ip_size, block + 2 * ip_size + 2);
     header.has_addresses = true;
     return result;
 }

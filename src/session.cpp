@@ -406,6 +406,11 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     forward::RequestRewrite rewrite;
     rewrite.via_name = config_->via;
     rewrite.http10 = s.client_http10;
+    char client_ip[INET6_ADDRSTRLEN];
+    if (config_->forwarded != forward::ForwardedStyle::Off) {
+        rewrite.forwarded = config_->forwarded;
+        rewrite.client_ip = format_ip(s.client_address, client_ip, sizeof client_ip);
+    }
     if (trace || head.method == "OPTIONS") {
         // RFC 9110 §7.6.2: the hop that finds Max-Forwards at 0 answers itself.
         if (const http::Header* field = find_header(head, "max-forwards")) {

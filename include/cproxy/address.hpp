@@ -37,6 +37,9 @@ bool operator==(const SocketAddress& a, const SocketAddress& b) noexcept;
 // The IP address itself: 4 bytes for IPv4, 16 for IPv6, network order.
 std::span<const std::uint8_t> ip_bytes(const SocketAddress& address) noexcept;
 
+// The IP alone, "1.2.3.4" or "::1", written into `out` (INET6_ADDRSTRLEN
+// bytes); "-" for another family.
+std::string_view format_ip(const SocketAddress& address, char* out, std::size_t capacity) noexcept;
 // Writes "1.2.3.4:80" or "[::1]:80" into `out` (NUL-terminated); returns its length.
 std::size_t format_address(const SocketAddress& address, char* out, std::size_t capacity) noexcept;
 std::string to_string(const SocketAddress& address);

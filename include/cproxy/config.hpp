@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cproxy/address.hpp"
+#include "cproxy/forward.hpp"
 #include "cproxy/http_parser.hpp"
 #include "cproxy/log.hpp"
 #include "cproxy/policy.hpp"
@@ -61,6 +62,7 @@ struct Config {
     std::string user;
     std::string group;
     std::string via = "cproxy";  // "" (no Via field)
+    forward::ForwardedStyle forwarded = forward::ForwardedStyle::Off;
     bool splice = true;
     bool trace = false;  // forward TRACE and answer it at Max-Forwards: 0
     // Name resolution: the built-in stub resolver unless system_resolver.

@@ -27,6 +27,11 @@ std::optional<HttpUrl> parse_http_url(std::string_view target) noexcept;
 // True if the target is absolute-form with any scheme ("https://…", "ftp://…").
 bool has_scheme(std::string_view target) noexcept;
 
+// Whether the request tells the server who the client is: off (the default:
+// a forward proxy's clients keep their privacy), X-Forwarded-For, or
+// RFC 7239's Forwarded. Earlier hops' values are kept, the client's appended.
+enum class ForwardedStyle : std::uint8_t { Off, Xff, Rfc7239 };
+
 struct RequestRewrite {
     std::string_view path;        // origin-form target; empty or starting with '?' gets a '/'
     std::string_view host;        // Host value to send; empty keeps the client's Host fields
@@ -41,6 +46,8 @@ struct RequestRewrite {
     // Max-Forwards to send instead of the client's (already decremented,
     // RFC 9110 §7.6.2); nullopt keeps the field as it came.
     std::optional<std::uint64_t> max_forwards = std::nullopt;
+    ForwardedStyle forwarded = ForwardedStyle::Off;
+    std::string_view client_ip = {};  // "192.0.2.1" or "2001:db8::1", for `forwarded`
 };
 
 // Writes the head sent upstream; returns its length, or 0 if it does not fit.

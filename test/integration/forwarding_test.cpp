@@ -650,3 +650,54 @@ TEST_CASE("integration: IPv4 and IPv6 listeners together", "[integration][forwar
         CHECK(r->body == "both");
     }
 }
+
+TEST_CASE("integration: forwarded off|xff|rfc7239 tells the origin the client's address, after earlier hops",
+          "[integration][forwarding]")
+{
+    Origin o(static_origin("ok"));
+    auto seen = [&](const std::vector<std::string>& extra, const std::string& fields) {
+        Proxy p(proxy_args(extra));
+        Conn c = p.connect();
+        std::size_t before = o.requests().size();
+        auto r = c.roundtrip("GET " + o.url("/f") + " HTTP/1.1\r\nHost: " + o.authority() + "\r\n" + fields + "\r\n");
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        REQUIRE(o.wait_requests(before + 1));
+        return o.requests().back();
+    };
+    auto q = seen({}, "");
+    CHECK(q.count("X-Forwarded-For") == 0);  // off by default: clients' privacy
+    CHECK(q.count("Forwarded") == 0);
+
+    q = seen({"--forwarded", "xff"}, "");
+    CHECK(q.header("X-Forwarded-For") == "127.0.0.1");
+    q = seen({"--forwarded", "xff"}, "X-Forwarded-For: 198.51.100.4\r\n");
+    CHECK(q.count("X-Forwarded-For") == 1);
+    CHECK(q.header("X-Forwarded-For") == "198.51.100.4, 127.0.0.1");
+
+    q = seen({"--forwarded", "rfc7239"}, "Forwarded: for=198.51.100.4;proto=https\r\n");
+    CHECK(q.count("Forwarded") == 1);
+    CHECK(q.header("Forwarded") == "for=198.51.100.4;proto=https, for=127.0.0.1");
+    CHECK(q.count("X-Forwarded-For") == 0);
+}
+
+TEST_CASE("integration: forwarded: an IPv6 client is bracketed and quoted in Forwarded", "[integration][forwarding]")
+{
+    REQUIRE(ipv6_loopback_available());  // the test namespace always has ::1
+    Origin o(static_origin("ok"));
+    Proxy p(proxy_args({"--forwarded", "rfc7239", "--listen", "[::1]:0"}));
+    Conn c = connect_to(p.port(1), "::1");
+    auto r = c.roundtrip("GET " + o.url("/v6") + " HTTP/1.1\r\nHost: " + o.authority() + "\r\n\r\n");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    REQUIRE(o.wait_requests(1));
+    CHECK(o.requests().back().header("Forwarded") == "for=\"[::1]\"");
+}
+
+TEST_CASE("integration: forwarded: a bad value is a start-up error", "[integration][forwarding][cli]")
+{
+    std::string bin = proxy_binary();
+    RunResult r = run_command({bin.find('/') == std::string::npos ? "./" + bin : bin, "--forwarded", "yes"}, kWait);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("--forwarded: 'yes' is not off, xff or rfc7239") != std::string::npos);
+}

@@ -161,3 +161,37 @@ TEST_CASE("forward: Max-Forwards is replaced by the decremented value; Via off a
     std::string out = rewrite_request("OPTIONS http://o/ HTTP/1.1\r\nMax-Forwards: 5\r\nX: y\r\n\r\n", rewrite);
     CHECK(out == "OPTIONS / HTTP/1.1\r\nHost: o\r\nX: y\r\nMax-Forwards: 4\r\n\r\n");
 }
+
+TEST_CASE("forward: X-Forwarded-For and Forwarded name the client after earlier hops") {
+    forward::RequestRewrite rewrite;
+    rewrite.path = "/";
+    rewrite.host = "example.com";
+    rewrite.client_ip = "192.0.2.7";
+
+    const std::string plain = "GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    CHECK(rewrite_request(plain, rewrite).find("Forwarded") == std::string::npos);  // off by default
+
+    rewrite.forwarded = forward::ForwardedStyle::Xff;
+    std::string out = rewrite_request(plain, rewrite);
+    CHECK(out.find("\r\nX-Forwarded-For: 192.0.2.7\r\n") != std::string::npos);
+
+    const std::string relayed = "GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n"
+                                "X-Forwarded-For: 203.0.113.1\r\nx-forwarded-for: 203.0.113.2, 10.0.0.1\r\n"
+                                "Forwarded: for=203.0.113.9\r\n\r\n";
+    out = rewrite_request(relayed, rewrite);
+    CHECK(out.find("\r\nX-Forwarded-For: 203.0.113.1, 203.0.113.2, 10.0.0.1, 192.0.2.7\r\n") != std::string::npos);
+    CHECK(out.find("x-forwarded-for") == std::string::npos);  // one field, not the client's two
+    CHECK(out.find("\r\nForwarded: for=203.0.113.9\r\n") != std::string::npos);  // the other style untouched
+
+    rewrite.forwarded = forward::ForwardedStyle::Rfc7239;
+    out = rewrite_request(relayed, rewrite);
+    CHECK(out.find("\r\nForwarded: for=203.0.113.9, for=192.0.2.7\r\n") != std::string::npos);
+    CHECK(out.find("X-Forwarded-For: 203.0.113.1\r\n") != std::string::npos);
+
+    rewrite.client_ip = "2001:db8::7";
+    out = rewrite_request(plain, rewrite);
+    CHECK(out.find("\r\nForwarded: for=\"[2001:db8::7]\"\r\n") != std::string::npos);
+    rewrite.forwarded = forward::ForwardedStyle::Xff;
+    out = rewrite_request(plain, rewrite);
+    CHECK(out.find("\r\nX-Forwarded-For: 2001:db8::7\r\n") != std::string::npos);
+}
