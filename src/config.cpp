@@ -6,6 +6,7 @@
 #include <pwd.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <fstream>
@@ -114,10 +115,25 @@ std::optional<SocketAddress> parse_listen_address(std::string_view value, std::s
     return address;
 }
 
+// "ADDR:PORT", or "ADDR:PORT proxy_protocol" for a load balancer in front.
 std::string apply_listen(Config& config, std::string_view value) {
     std::string problem;
-    if (auto address = parse_listen_address(value, problem)) config.listen.push_back(*address);
+    std::size_t space = value.find(' ');
+    std::string_view option = space == std::string_view::npos ? std::string_view{} : value.substr(space + 1);
+    if (!option.empty() && option != "proxy_protocol")
+        return quoted(option) + " after the address is not proxy_protocol";
+    if (auto address = parse_listen_address(value.substr(0, space), problem))
+        config.listen.push_back(ListenAddress{*address, !option.empty()});
     return problem;
+}
+
+std::string apply_proxy_trusted(Config& config, std::string_view value) {
+    auto ranges = parse_address_ranges(value);
+    if (!ranges)
+        return quoted(value) + " is not a comma-separated list of addresses or CIDR blocks "
+                               "(10.0.0.0/8, 2001:db8::/32) or 'all'";
+    config.proxy_trusted.insert(config.proxy_trusted.end(), ranges->begin(), ranges->end());
+    return {};
 }
 
 std::string apply_stats_listen(Config& config, std::string_view value) {
@@ -335,8 +351,11 @@ std::string apply_switch(Config& config, std::string_view value) {
 
 const Directive directives[] = {
     {"listen", "ADDR:PORT", "listen address, repeatable (default 127.0.0.1:8888;\n"
-                            "IPv6 as [::1]:8888; port 0 picks a free port)",
+                            "IPv6 as [::1]:8888; port 0 picks a free port); 'ADDR:PORT\n"
+                            "proxy_protocol' expects a PROXY protocol header first",
      apply_listen, [](Config& c) { c.listen.clear(); }},
+    {"proxy_trusted", "CIDR,...", "who may send a PROXY protocol header, repeatable", apply_proxy_trusted,
+     [](Config& c) { c.proxy_trusted.clear(); }},
     {"stats_listen", "ADDR:PORT", "serve GET /metrics (Prometheus) and /stats (JSON) here (default off)",
      apply_stats_listen},
     {"max_connections", "N", "client sessions (default: from the open-file limit)", apply_max_connections},
@@ -524,7 +543,7 @@ void validate(LoadedConfig& loaded, const std::map<std::string, std::string>& or
         auto found = origins.find(directive);
         return found == origins.end() ? std::string(directive) : found->second;
     };
-    if (config.listen.empty()) config.listen.push_back(*parse_ip_literal("127.0.0.1", 8888));
+    if (config.listen.empty()) config.listen.push_back(ListenAddress{*parse_ip_literal("127.0.0.1", 8888)});
     if (!config.auth_file.empty()) read_auth_file(config, origin_of("auth_file"), loaded);
     if (config.backend) {
         std::string problem = resolve_backend(*config.backend);
@@ -539,6 +558,11 @@ void validate(LoadedConfig& loaded, const std::map<std::string, std::string>& or
     if (config.dns_min_ttl_s > config.dns_max_ttl_s)
         loaded.errors.push_back(origin_of("dns_min_ttl") + ": dns_min_ttl is longer than dns_max_ttl (" +
                                 std::to_string(config.dns_max_ttl_s) + "s)");
+    bool expects_header = std::any_of(config.listen.begin(), config.listen.end(),
+                                      [](const ListenAddress& listen) { return listen.proxy_protocol; });
+    if (expects_header && config.proxy_trusted.empty())
+        loaded.errors.push_back(origin_of("listen") +
+                                ": proxy_protocol needs proxy_trusted: the balancers allowed to send the header");
     std::string open_proxy = open_proxy_problem(config);
     if (!open_proxy.empty()) loaded.errors.push_back(open_proxy);
 }
@@ -554,9 +578,9 @@ std::string open_proxy_problem(const Config& config) {
     // auth_file counts through the users it gave: an empty one restricts nobody.
     bool clients_restricted = !config.auth.empty();
     for (const AccessRule& rule : config.access_rules) clients_restricted |= rule.allow;
-    for (const SocketAddress& address : config.listen) {
-        if (address.is_loopback() || clients_restricted) continue;
-        return "refusing to run an open proxy: listen " + to_string(address) +
+    for (const ListenAddress& listen : config.listen) {
+        if (listen.address.is_loopback() || clients_restricted) continue;
+        return "refusing to run an open proxy: listen " + to_string(listen.address) +
                " is not a loopback address and no auth, auth_file or allow rule restricts who may use it";
     }
     return {};
@@ -589,6 +613,10 @@ std::vector<Setting> parse_config_text(std::string_view text, const std::string&
         if (words.size() == 1) {
             errors.push_back(where + ": " + words[0] + " needs a value");
             continue;
+        }
+        if (words.size() == 3 && words[0] == "listen") {  // ADDR:PORT proxy_protocol
+            words[1] += " " + words[2];
+            words.pop_back();
         }
         if (words.size() > 2) {
             errors.push_back(where + ": " + words[0] +

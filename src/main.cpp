@@ -351,7 +351,7 @@ int run_service(const CommandLine& command, std::shared_ptr<Config> config, LogF
     std::vector<WorkerLimits> plan = size_workers(*config, descriptor_limit, count);
     count = static_cast<std::uint32_t>(plan.size());
     std::vector<std::vector<Fd>> listeners;
-    for (const SocketAddress& address : config->listen) listeners.push_back(open_listeners(address, count));
+    for (const ListenAddress& listen : config->listen) listeners.push_back(open_listeners(listen.address, count));
     std::string where = describe(listeners);
     Fd stats_listener;
     std::string stats_where;

@@ -147,6 +147,12 @@ bool AddressRange::contains(const SocketAddress& address) const noexcept {
     return (candidate[whole] & mask) == (bytes[whole] & mask);
 }
 
+bool address_in(const std::vector<AddressRange>& ranges, const SocketAddress& address) noexcept {
+    for (const AddressRange& range : ranges)
+        if (range.contains(address)) return true;
+    return false;
+}
+
 bool client_allowed(const std::vector<AccessRule>& rules, const SocketAddress& client) noexcept {
     bool any_allow = false;
     for (const AccessRule& rule : rules) {

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "cproxy/forward.hpp"
+#include "cproxy/proxy_protocol.hpp"
 #include "cproxy/worker.hpp"
 
 namespace cproxy {
@@ -276,6 +277,10 @@ Worker::Step Worker::read_head(std::uint32_t index) noexcept {
             return close_session(index, EndReason::ClientReset);
         }
     }
+    if (s.awaiting_proxy_header && s.request && !s.request->empty()) {
+        Step step = take_proxy_header(index);
+        if (step == Step::Closed || s.awaiting_proxy_header || s.phase != Phase::ReadingHead) return step;
+    }
     if (!s.request || s.request->empty()) {
         if (s.request) {
             buffers_.release(s.request);
@@ -302,6 +307,35 @@ Worker::Step Worker::read_head(std::uint32_t index) noexcept {
     case http::ParseStatus::Done: break;
     }
     return on_request_head(index, request_head_);
+}
+
+// A load balancer's PROXY protocol header comes before the client's bytes:
+// from then on the client is the address it names (rules, logs, forwarded
+// fields). A missing or malformed header closes the connection, unanswered:
+// whatever sent it does not speak HTTP to cproxy.
+Worker::Step Worker::take_proxy_header(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    proxy_protocol::Result result = proxy_protocol::parse(s.request->view());
+    if (result.status == proxy_protocol::Status::Partial) {
+        if (s.request->size() < std::min<std::uint32_t>(request_head_room(s), proxy_protocol::max_header))
+            return s.client_can_read ? Step::Progress : Step::Wait;
+        result.error = "PROXY protocol header too long";
+    }
+    if (result.status != proxy_protocol::Status::Done) {
+        char where[64];
+        format_address(s.client_address, where, sizeof where);
+        log_warning("%s: %s; closed", where, result.error);
+        return close_session(index, EndReason::BadRequest);
+    }
+    s.awaiting_proxy_header = false;
+    s.request->consume(static_cast<std::uint32_t>(result.header.length));
+    s.request->compact();
+    if (result.header.has_addresses) s.client_address = result.header.source;
+    if (!client_allowed(config_->access_rules, s.client_address)) {
+        begin_unparsed_request(s);
+        return fail(index, 403, "your address may not use this proxy (allow/deny rules)", EndReason::Denied);
+    }
+    return Step::Progress;
 }
 
 // A head that cannot be parsed still gets an access-log line, and the

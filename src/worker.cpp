@@ -148,10 +148,12 @@ void Worker::run() noexcept {
             std::uint32_t generation = token_generation(data);
             switch (kind) {
             case TokenKind::Listener:
-                if (!stopping_) accept_clients(listeners_[index].get(), false);
+                if (!stopping_) accept_clients(listeners_[index].get(), config_->listen[index].proxy_protocol
+                                                                ? ListenerKind::ProxyProtocol
+                                                                : ListenerKind::Proxy);
                 break;
             case TokenKind::StatsListener:
-                if (!stopping_) accept_clients(stats_listener_.get(), true);
+                if (!stopping_) accept_clients(stats_listener_.get(), ListenerKind::Stats);
                 break;
             case TokenKind::Client: on_session_event(index, generation, false, event.events); break;
             case TokenKind::Upstream: on_session_event(index, generation, true, event.events); break;
@@ -271,7 +273,8 @@ void Worker::refuse(int fd, const char* why) noexcept {
     ::close(fd);
 }
 
-void Worker::accept_clients(int listener, bool stats) noexcept {
+void Worker::accept_clients(int listener, ListenerKind kind) noexcept {
+    bool stats = kind == ListenerKind::Stats;
     while (true) {
         SocketAddress peer;
         peer.length = sizeof peer.storage;
@@ -314,7 +317,17 @@ void Worker::accept_clients(int listener, bool stats) noexcept {
         stats_open_ += stats;
         if (!stats) ++counters_.accepted;
         start_reading_head(s);
-        if (!client_allowed(config_->access_rules, peer)) {
+        if (kind == ListenerKind::ProxyProtocol) {
+            // The rules apply to the client the header names, once it has come.
+            if (!address_in(config_->proxy_trusted, peer)) {
+                char where[64];
+                format_address(peer, where, sizeof where);
+                log_warning("%s: not in proxy_trusted, may not send a PROXY protocol header; closed", where);
+                close_session(index, EndReason::Denied);
+                continue;
+            }
+            s.awaiting_proxy_header = true;
+        } else if (!client_allowed(config_->access_rules, peer)) {
             begin_unparsed_request(s);
             fail_and_drive(index, 403, "your address may not use this proxy (allow/deny rules)",
                            EndReason::Denied);

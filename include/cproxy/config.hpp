@@ -33,8 +33,15 @@ struct Backend {
     SocketAddress address;
 };
 
+struct ListenAddress {
+    SocketAddress address;
+    bool proxy_protocol = false;  // each connection starts with a PROXY protocol header
+    bool operator==(const ListenAddress&) const noexcept = default;
+};
+
 struct Config {
-    std::vector<SocketAddress> listen;
+    std::vector<ListenAddress> listen;
+    std::vector<AddressRange> proxy_trusted;  // who may send a PROXY protocol header
     std::optional<SocketAddress> stats_listen;  // GET /metrics and /stats; none by default
     std::uint32_t max_connections = 0;  // 0: derived from RLIMIT_NOFILE; the total of all workers
     std::uint32_t workers = 0;          // 0 (auto): the CPUs in the inherited affinity mask

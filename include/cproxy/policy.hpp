@@ -48,6 +48,8 @@ struct AccessRule {
 // "CIDR[,CIDR...]" or "all" (both families); nullopt if any item is malformed.
 std::optional<std::vector<AddressRange>> parse_address_ranges(std::string_view text);
 
+bool address_in(const std::vector<AddressRange>& ranges, const SocketAddress& address) noexcept;
+
 // The first rule containing the address decides. With no match, a list holding
 // any allow rule refuses (it names who may come) and any other list admits.
 bool client_allowed(const std::vector<AccessRule>& rules, const SocketAddress& client) noexcept;

@@ -133,6 +133,7 @@ struct Session {
     bool upstream_reused = false;
     bool upstream_handed = false;       // `upstream` came straight from another session's finished request
     bool client_bytes_pending = false;  // seen while waiting: the client has not left
+    bool awaiting_proxy_header = false;  // a PROXY protocol listener's connection, header not yet read
     bool fresh_upstream_only = false; // a replay: no kept or pooled connection
     bool upstream_reusable = false;  // the response left the upstream connection usable
     bool request_complete = false;   // whole request classified

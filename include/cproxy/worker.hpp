@@ -102,7 +102,8 @@ private:
     enum class Step : std::uint8_t { Progress, Wait, Closed };
 
     // worker.cpp: the loop, accepting, refusing, timers
-    void accept_clients(int listener, bool stats) noexcept;
+    enum class ListenerKind : std::uint8_t { Proxy, ProxyProtocol, Stats };
+    void accept_clients(int listener, ListenerKind kind) noexcept;
     void refuse(int fd, const char* why) noexcept;
     void overload_episode(const char* why) noexcept;
     void on_session_event(std::uint32_t index, std::uint32_t generation, bool upstream,
@@ -121,6 +122,7 @@ private:
     // session.cpp: the per-session state machine
     void drive(std::uint32_t index) noexcept;
     Step read_head(std::uint32_t index) noexcept;
+    Step take_proxy_header(std::uint32_t index) noexcept;
     void move_request(Session& s, Buffer* target) noexcept;
     bool grow_request(Session& s) noexcept;
     void return_large_buffer(Session& s) noexcept;

@@ -120,7 +120,7 @@ TEST_CASE("config: defaults without a file") {
     CHECK(loaded.file.empty());
     const Config& c = loaded.config;
     REQUIRE(c.listen.size() == 1);
-    CHECK(to_string(c.listen[0]) == "127.0.0.1:8888");
+    CHECK(to_string(c.listen[0].address) == "127.0.0.1:8888");
     CHECK(c.connect_ports.test(443));
     CHECK(c.connect_ports.count() == 1);
     CHECK(c.timeout_header_ms == 10'000);
@@ -149,7 +149,7 @@ TEST_CASE("config: command-line options") {
     REQUIRE(loaded.errors.empty());
     const Config& c = loaded.config;
     REQUIRE(c.listen.size() == 2);
-    CHECK(to_string(c.listen[1]) == "[::1]:9000");
+    CHECK(to_string(c.listen[1].address) == "[::1]:9000");
     CHECK(c.auth == std::vector<std::string>{"u:p", "v:q"});
     REQUIRE(c.backend);
     CHECK(to_string(c.backend->address) == "127.0.0.1:8080");
@@ -355,7 +355,7 @@ TEST_CASE("config: the command line wins over the file") {
     const Config& c = loaded.config;
     CHECK(c.timeout_idle_ms == 7000);
     REQUIRE(c.listen.size() == 1);  // the command line's listen list replaces the file's
-    CHECK(to_string(c.listen[0]) == "127.0.0.1:2000");
+    CHECK(to_string(c.listen[0].address) == "127.0.0.1:2000");
     REQUIRE(c.access_rules.size() == 1);  // and so does its allow/deny list
     CHECK(c.access_rules[0].allow);
     CHECK(c.auth == std::vector<std::string>{"a:b"});  // untouched: not on the command line
