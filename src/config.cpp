@@ -172,12 +172,6 @@ std::string apply_workers(Config& config, std::string_view value) {
     return {};
 }
 
-std::string apply_upstream_max_connections(Config& config, std::string_view value) {
-    auto count = value == "0" ? std::optional<std::uint32_t>(0) : parse_count(value, 1'000'000);
-    if (!count) return quoted(value) + " is not a number between 0 and 1000000";
-    config.upstream_max_connections = *count;
-    return {};
-}
 
 std::string apply_forwarded(Config& config, std::string_view value) {
     if (value == "off") config.forwarded = forward::ForwardedStyle::Off;
@@ -325,10 +319,12 @@ std::string apply_upstream_max_idle(Config& config, std::string_view value) {
     return {};
 }
 
-std::string apply_dns_cache_size(Config& config, std::string_view value) {
+// A count from 0 (none, or no limit) to a million.
+template <std::uint32_t Config::*Field>
+std::string apply_count_or_zero(Config& config, std::string_view value) {
     auto count = value == "0" ? std::optional<std::uint32_t>(0) : parse_count(value, 1'000'000);
     if (!count) return quoted(value) + " is not a number between 0 and 1000000";
-    config.dns_cache_size = *count;
+    config.*Field = *count;
     return {};
 }
 
@@ -390,7 +386,7 @@ const Directive directives[] = {
      apply_upstream_max_idle},
     {"upstream_max_connections", "N", "connections to one upstream address; more requests wait,\n"
                                       "up to timeout_connect, for one to come free (default 0: no limit)",
-     apply_upstream_max_connections},
+     apply_count_or_zero<&Config::upstream_max_connections>},
     {"max_header_size", "SIZE", "largest request head, 1k to 1m (default 64k)", apply_max_header_size},
     {"max_headers", "N", "most field lines in a request head, up to 256 (default 100)", apply_max_headers},
     {"access_log", "PATH", "one line per request: a file, stderr or off (default off)",
@@ -410,7 +406,8 @@ const Directive directives[] = {
                              "'system' uses getaddrinfo(3) threads instead",
      apply_resolver, [](Config& c) { c.dns_servers.clear(), c.system_resolver = false; }},
     {"dns_timeout", "D", "a whole name lookup; 504 after it (default 5s)", apply_duration<&Config::dns_timeout_ms>},
-    {"dns_cache_size", "N", "names cached per worker, 0 for none (default 1000)", apply_dns_cache_size},
+    {"dns_cache_size", "N", "names cached per worker, 0 for none (default 1000)",
+     apply_count_or_zero<&Config::dns_cache_size>},
     {"dns_min_ttl", "D", "shortest time an answer is kept (default 0)", apply_ttl<&Config::dns_min_ttl_s>},
     {"dns_max_ttl", "D", "longest time an answer is kept (default 1h)", apply_ttl<&Config::dns_max_ttl_s>},
     {"prefer_ipv6", "on|off", "family tried first for names with both (default on)",

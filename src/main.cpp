@@ -394,6 +394,7 @@ int run_service(const CommandLine& command, std::shared_ptr<Config> config, LogF
     steer(command, running, logs, workers, signals);
     workers.join();
     if (std::uint32_t open = workers.open_sessions()) log_info("closing %u connections still open", open);
+    workers.close_all_sessions();  // their requests count in the totals below
     log_counters(workers.counters());
     return 0;
 }

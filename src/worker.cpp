@@ -113,7 +113,9 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
     boards_[id_].publish(stats());
 }
 
-Worker::~Worker() {
+Worker::~Worker() { close_all_sessions(); }
+
+void Worker::close_all_sessions() noexcept {
     for (std::uint32_t i = 0; i < sessions_.capacity(); ++i)
         if (sessions_.in_use(i)) close_session(i, EndReason::Shutdown);
     access_log_.flush();

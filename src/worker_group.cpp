@@ -79,6 +79,10 @@ void WorkerGroup::join() noexcept {
     threads_.clear();
 }
 
+void WorkerGroup::close_all_sessions() noexcept {
+    for (auto& worker : workers_) worker->close_all_sessions();
+}
+
 Counters WorkerGroup::counters() const noexcept {
     Counters total;
     for (const auto& worker : workers_) total += worker->counters();

@@ -82,6 +82,7 @@ public:
     // Any thread.
     ControlChannel& control() noexcept { return control_; }
     // After run() returned.
+    void close_all_sessions() noexcept;
     const Counters& counters() const noexcept { return counters_; }
     std::uint32_t open_sessions() const noexcept { return sessions_.used(); }
 

@@ -39,6 +39,7 @@ public:
     std::uint64_t open_connections() const noexcept;
     // After running() has turned false: the threads are joined.
     void join() noexcept;
+    void close_all_sessions() noexcept;  // still open after a second stop signal
     Counters counters() const noexcept;
     std::uint32_t open_sessions() const noexcept;
 
