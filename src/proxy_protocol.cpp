@@ -42,22 +42,12 @@ bool parse_port(std::string_view text, std::uint16_t& port) noexcept {
     return true;
 }
 
+// An IP literal of the header's family.
 bool parse_ip(std::string_view text, int family, std::uint16_t port, SocketAddress& out) noexcept {
-    char host[INET6_ADDRSTRLEN];
-    if (text.empty() || text.size() >= sizeof host) return false;
-    std::memcpy(host, text.data(), text.size());
-    host[text.size()] = '\0';
-    out = SocketAddress{};
-    if (family == AF_INET) {
-        out.storage.v4.sin_family = AF_INET;
-        out.storage.v4.sin_port = htons(port);
-        out.length = sizeof out.storage.v4;
-        return ::inet_pton(AF_INET, host, &out.storage.v4.sin_addr) == 1;
-    }
-    out.storage.v6.sin6_family = AF_INET6;
-    out.storage.v6.sin6_port = htons(port);
-    out.length = sizeof out.storage.v6;
-    return ::inet_pton(AF_INET6, host, &out.storage.v6.sin6_addr) == 1;
+    auto address = parse_ip_literal(text, port);
+    if (!address || address->family() != family) return false;
+    out = *address;
+    return true;
 }
 
 // "PROXY TCP4 SRC DST SPORT DPORT\r\n", "PROXY TCP6 ...", or "PROXY UNKNOWN ...".

@@ -569,6 +569,35 @@ TEST_CASE("integration: workers: right from the start, /metrics and /stats name 
     }
 }
 
+// Each worker adds about 1.1 KiB to /metrics: with 16 the text is larger than
+// a relay buffer, and still answered whole.
+TEST_CASE("integration: workers: with 16 workers /metrics and /stats carry every worker's series",
+          "[integration][workers]")
+{
+    constexpr int kWorkers = 16;
+    Proxy p(proxy_args({"-w", std::to_string(kWorkers), "--stats-listen", "127.0.0.1:0"}));
+    StatsClient s(stats_port(p));
+    auto r = s.request("GET", "/metrics");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    CHECK(r->body.size() > 16384);
+    std::string error;
+    auto e = parse_exposition(r->body, error);
+    INFO("parse error: " << error);
+    REQUIRE(e);
+    std::set<std::string> seen;
+    for (const auto& sample : e->samples)
+        if (sample.labels.count("worker"))
+            seen.insert(sample.labels.at("worker"));
+    CHECK(seen.size() == kWorkers);
+    for (int w = 0; w < kWorkers; ++w)
+        sample_of(*e, kAccepted, w);
+    Json j = s.stats();
+    const Json* workers = j.get("workers");
+    REQUIRE(workers);
+    CHECK(workers->items.size() == kWorkers);
+}
+
 TEST_CASE("integration: workers: all workers listen on the one port the listen line names",
           "[integration][workers]")
 {
@@ -1017,6 +1046,9 @@ TEST_CASE("integration: workers: a second SIGTERM closes the requests of every w
     INFO("proxy stderr:\n" << p.err());
     REQUIRE(counts);
     CHECK((*counts)[0] == static_cast<unsigned long long>(land.opened()));
+    // The two requests closed by the second signal are in the totals.
+    INFO(line);
+    CHECK((*counts)[4] == 2);  // failed
 }
 
 TEST_CASE("integration: workers: a bad worker count is a start-up error (exit 2); auto and N start",
