@@ -102,7 +102,34 @@ struct Directive {
     // Repeatable directives accumulate; the command line's values replace the
     // file's, so `clear` runs before the first command-line one is applied.
     void (*clear)(Config&) = nullptr;
+    // Takes several words in the file ("listen ADDR:PORT proxy_protocol"),
+    // joined by spaces; one quoted value on the command line.
+    bool several_words = false;
 };
+
+// Start-up and reload only: the one place a blocking lookup is acceptable.
+std::string resolve_host_port(const HostPort& host_port, SocketAddress& address) {
+    if (auto literal = parse_ip_literal(host_port.host, host_port.port)) {
+        address = *literal;
+        return {};
+    }
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* result = nullptr;
+    std::string host(host_port.host);
+    int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &result);
+    if (rc != 0 || !result) return "cannot resolve " + quoted(host) + ": " + gai_strerror(rc);
+    socklen_t length = std::min<socklen_t>(result->ai_addrlen, sizeof address.storage);
+    std::memcpy(&address.storage, result->ai_addr, length);
+    address.length = length;
+    address.set_port(host_port.port);
+    ::freeaddrinfo(result);
+    return {};
+}
+
+std::string resolve_backend(Backend& backend) {
+    return resolve_host_port(*split_host_port(backend.host), backend.address);
+}
 
 std::optional<SocketAddress> parse_listen_address(std::string_view value, std::string& problem) {
     auto host_port = split_host_port(value);
@@ -173,6 +200,74 @@ std::string apply_workers(Config& config, std::string_view value) {
 }
 
 
+bool valid_user_pass(std::string_view pair) {
+    auto colon = pair.find(':');
+    return colon != 0 && colon != std::string_view::npos;
+}
+
+std::vector<std::string_view> split_blanks(std::string_view text) {
+    std::vector<std::string_view> words;
+    std::size_t i = 0;
+    while (true) {
+        while (i < text.size() && (text[i] == ' ' || text[i] == '\t')) ++i;
+        if (i == text.size()) return words;
+        std::size_t end = i;
+        while (end < text.size() && text[end] != ' ' && text[end] != '\t') ++end;
+        words.push_back(text.substr(i, end - i));
+        i = end;
+    }
+}
+
+// "HOST:PORT [auth USER:PASS] [weight N]"; a name is resolved now, as the
+// backend's is.
+std::string apply_parent(Config& config, std::string_view value) {
+    const std::string form = " (expected HOST:PORT [auth USER:PASS] [weight N])";
+    std::vector<std::string_view> words = split_blanks(value);
+    if (words.empty()) return "expected a value" + form;
+    auto host_port = split_host_port(words[0]);
+    if (!host_port || host_port->port == 0 || host_port->host.empty())
+        return quoted(words[0]) + " is not HOST:PORT" + form;
+    Parent parent;
+    parent.name = std::string(words[0]);
+    bool auth_seen = false, weight_seen = false;
+    for (std::size_t i = 1; i < words.size(); i += 2) {
+        std::string_view keyword = words[i];
+        bool auth = keyword == "auth", weight = keyword == "weight";
+        if (!auth && !weight) return quoted(keyword) + " is not auth or weight" + form;
+        if ((auth && auth_seen) || (weight && weight_seen)) return std::string(keyword) + " given twice";
+        if (i + 1 == words.size()) return std::string(keyword) + " needs a value" + form;
+        std::string_view argument = words[i + 1];
+        if (auth) {
+            if (!valid_user_pass(argument)) return "auth needs USER:PASS";
+            parent.authorization = "Basic " + base64_encode(argument);
+            auth_seen = true;
+        } else {
+            auto number = parse_count(argument, max_parent_weight);
+            if (!number)
+                return "weight " + quoted(argument) + " is not a number between 1 and " +
+                       std::to_string(max_parent_weight);
+            parent.weight = *number;
+            weight_seen = true;
+        }
+    }
+    if (config.parents.size() == max_parents) return "more than " + std::to_string(max_parents) + " parents";
+    std::string problem = resolve_host_port(*host_port, parent.address);
+    if (!problem.empty()) return problem;
+    config.parents.push_back(std::move(parent));
+    return {};
+}
+
+template <DestinationList Config::*Field>
+std::string apply_destinations(Config& config, std::string_view value) {
+    std::string problem;
+    DestinationList list = parse_destination_list(value, problem);
+    if (!problem.empty()) return problem;
+    DestinationList& into = config.*Field;
+    into.domains.insert(into.domains.end(), list.domains.begin(), list.domains.end());
+    into.ranges.insert(into.ranges.end(), list.ranges.begin(), list.ranges.end());
+    return {};
+}
+
 std::string apply_forwarded(Config& config, std::string_view value) {
     if (value == "off") config.forwarded = forward::ForwardedStyle::Off;
     else if (value == "xff") config.forwarded = forward::ForwardedStyle::Xff;
@@ -188,11 +283,6 @@ std::string apply_backend(Config& config, std::string_view value) {
     // Resolved once the whole configuration is known (see resolve_backend).
     config.backend = Backend{std::string(value), SocketAddress{}};
     return {};
-}
-
-bool valid_user_pass(std::string_view pair) {
-    auto colon = pair.find(':');
-    return colon != 0 && colon != std::string_view::npos;
 }
 
 std::string apply_auth(Config& config, std::string_view value) {
@@ -349,7 +439,7 @@ const Directive directives[] = {
     {"listen", "ADDR:PORT", "listen address, repeatable (default 127.0.0.1:8888;\n"
                             "IPv6 as [::1]:8888; port 0 picks a free port); 'ADDR:PORT\n"
                             "proxy_protocol' expects a PROXY protocol header first",
-     apply_listen, [](Config& c) { c.listen.clear(); }},
+     apply_listen, [](Config& c) { c.listen.clear(); }, true},
     {"proxy_trusted", "CIDR,...", "who may send a PROXY protocol header, repeatable", apply_proxy_trusted,
      [](Config& c) { c.proxy_trusted.clear(); }},
     {"stats_listen", "ADDR:PORT", "serve GET /metrics (Prometheus) and /stats (JSON) here (default off)",
@@ -360,6 +450,18 @@ const Directive directives[] = {
     {"cpu_affinity", "on|off", "pin worker i to the i-th usable CPU (default off)",
      apply_switch<&Config::cpu_affinity>},
     {"backend", "HOST:PORT", "where origin-form requests (GET /path) are sent", apply_backend},
+    {"parent", "'HOST:PORT [auth U:P] [weight N]'", "a parent proxy to send requests through,\n"
+                                                     "repeatable; weights share requests out (default 1)",
+     apply_parent, [](Config& c) { c.parents.clear(); }, true},
+    {"parent_for", "DOMAIN...", "only these domains (and subdomains, IPs, CIDRs) go through\n"
+                                "parents (default: every request), repeatable",
+     apply_destinations<&Config::parent_for>, [](Config& c) { c.parent_for = {}; }, true},
+    {"direct_for", "DOMAIN...", "these never go through parents, repeatable",
+     apply_destinations<&Config::direct_for>, [](Config& c) { c.direct_for = {}; }, true},
+    {"never_direct", "on|off", "with every parent down, answer 502 instead of going direct\n(default off)",
+     apply_switch<&Config::never_direct>},
+    {"parent_down_time", "D", "how long a parent that failed is left alone (default 30s)",
+     apply_duration<&Config::parent_down_time_ms>},
     {"auth", "USER:PASS", "require Basic proxy authentication, repeatable", apply_auth,
      [](Config& c) { c.auth.clear(); }},
     {"auth_file", "PATH", "file of user:password lines, one per user", apply_name<&Config::auth_file>},
@@ -483,27 +585,6 @@ bool split_words(std::string_view line, std::vector<std::string>& words, std::st
     }
 }
 
-// Start-up and reload only: the one place a blocking lookup is acceptable.
-std::string resolve_backend(Backend& backend) {
-    auto host_port = split_host_port(backend.host);
-    if (auto literal = parse_ip_literal(host_port->host, host_port->port)) {
-        backend.address = *literal;
-        return {};
-    }
-    addrinfo hints{};
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* result = nullptr;
-    std::string host(host_port->host);
-    int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &result);
-    if (rc != 0 || !result) return "cannot resolve " + quoted(host) + ": " + gai_strerror(rc);
-    socklen_t length = std::min<socklen_t>(result->ai_addrlen, sizeof backend.address.storage);
-    std::memcpy(&backend.address.storage, result->ai_addr, length);
-    backend.address.length = length;
-    backend.address.set_port(host_port->port);
-    ::freeaddrinfo(result);
-    return {};
-}
-
 void read_auth_file(Config& config, const std::string& origin, LoadedConfig& loaded) {
     const std::string& path = config.auth_file;
     std::ifstream in(path);
@@ -560,6 +641,16 @@ void validate(LoadedConfig& loaded, const std::map<std::string, std::string>& or
     if (expects_header && config.proxy_trusted.empty())
         loaded.errors.push_back(origin_of("listen") +
                                 ": proxy_protocol needs proxy_trusted: the balancers allowed to send the header");
+    if (config.parents.empty()) {
+        for (const char* directive : {"parent_for", "direct_for", "never_direct"})
+            if (origins.count(directive) && (std::string_view(directive) != "never_direct" || config.never_direct))
+                loaded.errors.push_back(origin_of(directive) + ": needs at least one parent");
+    }
+    for (const Parent& parent : config.parents)
+        for (const ListenAddress& listen : config.listen)
+            if (parent.address == listen.address)
+                loaded.errors.push_back(origin_of("parent") + ": parent " + parent.name +
+                                        " is this proxy's own listen address");
     std::string open_proxy = open_proxy_problem(config);
     if (!open_proxy.empty()) loaded.errors.push_back(open_proxy);
 }
@@ -611,9 +702,9 @@ std::vector<Setting> parse_config_text(std::string_view text, const std::string&
             errors.push_back(where + ": " + words[0] + " needs a value");
             continue;
         }
-        if (words.size() == 3 && words[0] == "listen") {  // ADDR:PORT proxy_protocol
-            words[1] += " " + words[2];
-            words.pop_back();
+        if (directive->several_words) {
+            for (std::size_t i = 2; i < words.size(); ++i) words[1] += " " + words[i];
+            words.resize(2);
         }
         if (words.size() > 2) {
             errors.push_back(where + ": " + words[0] +

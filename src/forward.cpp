@@ -118,6 +118,7 @@ std::size_t write_request_head(const http::RequestHead& head, const RequestRewri
                                        : rewrite.forwarded == ForwardedStyle::Rfc7239 ? "forwarded"
                                                                                       : std::string_view{};
     writer << head.method << " ";
+    if (!rewrite.absolute_authority.empty()) writer << "http://" << rewrite.absolute_authority;
     if (rewrite.path.empty() || rewrite.path.front() == '?') writer << "/";
     writer << rewrite.path << (rewrite.http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
     if (!rewrite.host.empty()) writer.field("Host", rewrite.host);
@@ -142,6 +143,7 @@ std::size_t write_request_head(const http::RequestHead& head, const RequestRewri
     if (!forwarded_field.empty()) write_forwarded(writer, head, rewrite);
     if (!rewrite.via_name.empty())
         writer << "Via: " << version_text(head.version_minor) << " " << rewrite.via_name << "\r\n";
+    if (!rewrite.proxy_authorization.empty()) writer.field("Proxy-Authorization", rewrite.proxy_authorization);
     writer << "\r\n";
     return writer.finish();
 }

@@ -66,6 +66,11 @@ constexpr Family families[] = {
     {"dns_cache_misses_total", "counter", "Name lookups the DNS cache could not answer.",
      &WorkerStats::dns_cache_misses, nullptr},
     {"dns_lookups_active", "gauge", "Names being looked up.", &WorkerStats::dns_lookups_active, nullptr},
+    {"parent_requests_total", "counter", "Requests and tunnels sent through a parent proxy.",
+     &WorkerStats::parent_requests, nullptr},
+    {"parents_marked_down_total", "counter", "Times a parent proxy that failed was marked down.",
+     &WorkerStats::parents_marked_down, nullptr},
+    {"parents_down", "gauge", "Parent proxies this worker holds down now.", &WorkerStats::parents_down, nullptr},
 };
 
 void add_family_head(Text& text, const char* name, const char* type, const char* help) noexcept {

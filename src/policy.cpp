@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -16,6 +18,21 @@ static int base64_value(unsigned char c) noexcept {
     if (c == '+') return 62;
     if (c == '/') return 63;
     return -1;
+}
+
+std::string base64_encode(std::string_view in) {
+    constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    out.reserve((in.size() + 2) / 3 * 4);
+    for (std::size_t i = 0; i < in.size(); i += 3) {
+        std::size_t n = std::min<std::size_t>(3, in.size() - i);
+        std::uint32_t group = 0;
+        for (std::size_t j = 0; j < 3; ++j)
+            group = group << 8 | (j < n ? static_cast<unsigned char>(in[i + j]) : 0u);
+        for (std::size_t j = 0; j < 4; ++j)
+            out += j <= n ? alphabet[group >> (18 - 6 * j) & 63] : '=';
+    }
+    return out;
 }
 
 std::optional<std::size_t> base64_decode(std::string_view in, char* out, std::size_t capacity) noexcept {

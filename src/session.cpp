@@ -43,19 +43,6 @@ void copy_field(char* out, std::size_t capacity, std::string_view text) noexcept
     out[n] = '\0';
 }
 
-// Replaces `old_length` bytes of head at `offset` (from data()) with `head`,
-// keeping whatever follows it. False if the result would not fit.
-bool replace_head(Buffer& buffer, std::uint32_t offset, std::uint32_t old_length,
-                  const char* head, std::size_t new_length) noexcept {
-    buffer.compact();
-    std::uint32_t tail = buffer.size() - offset - old_length;
-    if (offset + new_length + tail > buffer.capacity()) return false;
-    std::memmove(buffer.data() + offset + new_length, buffer.data() + offset + old_length, tail);
-    std::memcpy(buffer.data() + offset, head, new_length);
-    buffer.resize(offset + static_cast<std::uint32_t>(new_length) + tail);
-    return true;
-}
-
 const http::Header* find_header(const http::RequestHead& head, std::string_view name) noexcept {
     for (std::size_t i = 0; i < head.header_count; ++i)
         if (http::iequals(head.headers[i].name, name)) return &head.headers[i];
@@ -127,6 +114,7 @@ const char* end_reason_text(EndReason reason) noexcept {
     case EndReason::Shutdown: return "shutdown";
     case EndReason::Denied: return "denied";
     case EndReason::UpstreamBusy: return "upstream-busy";
+    case EndReason::ParentsDown: return "parents-down";
     }
     return "-";
 }
@@ -172,6 +160,7 @@ void Worker::start_reading_head(Session& s) noexcept {
     s.client_bytes_pending = false;
     s.replay_length = 0;
     s.head_method = s.connect_method = s.upgrade_requested = false;
+    s.head_for_parent = s.tunnel_via_parent = false;
     s.status = 0;
     s.end = EndReason::Done;
     if (s.request) {
@@ -363,6 +352,8 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     copy_field(s.target, sizeof s.target, head.target);
     s.user[0] = '\0';
     s.destination = SocketAddress{};
+    s.parent = no_parent;
+    s.parents_failed = 0;
     s.head_method = head.method == "HEAD";
     s.connect_method = head.method == "CONNECT";
     s.keep_client = forward::client_wants_keep_alive(head) && !stopping_;
@@ -434,7 +425,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
                           host_port->port);
             return fail(index, 403, detail, EndReason::Refused);
         }
-        return route(index, host_port->host, host_port->port);
+        return route_request(index, host_port->host, host_port->port);
     }
 
     forward::RequestRewrite rewrite;
@@ -480,20 +471,29 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
         }
         rewrite.path = url->path;
         rewrite.host = url->authority;
-        step = route(index, url->host, url->port);
+        step = route_request(index, url->host, url->port);
     } else {
         return fail(index, 400, "unsupported request target", EndReason::BadRequest);
     }
     if (step == Step::Closed || s.phase == Phase::Responding) return step;
+    if (const Parent* parent = s.parent != no_parent ? current_parent(s) : nullptr) {
+        // A parent proxy gets the absolute-form target (RFC 9112 §3.2.2), whose authority Host repeats.
+        rewrite.absolute_authority = rewrite.host;
+        rewrite.proxy_authorization = parent->authorization;
+        s.head_for_parent = true;
+        s.parent_prefix_length = static_cast<std::uint32_t>(std::string_view("http://").size() + rewrite.host.size());
+        s.parent_auth_length = parent->authorization.empty() ? 0 : static_cast<std::uint32_t>(
+            std::string_view("Proxy-Authorization: \r\n").size() + parent->authorization.size());
+    }
 
     // The destination is settled (and any name copied to the resolver), so the
     // head's views may now be overwritten by the rewritten head.
     std::size_t length = forward::write_request_head(head, rewrite, scratch_.get(), scratch_size_);
     // A head buffer, or a full regular one (a pipelined head behind a body),
     // may lack the room: the rewrite then moves up a size.
-    bool rewritten = length != 0 && replace_head(*s.request, 0, s.head_length, scratch_.get(), length);
+    bool rewritten = length != 0 && s.request->replace(0, s.head_length, {scratch_.get(), length});
     while (!rewritten && length != 0 && grow_request(s))
-        rewritten = replace_head(*s.request, 0, s.head_length, scratch_.get(), length);
+        rewritten = s.request->replace(0, s.head_length, {scratch_.get(), length});
     bool larger_exists = s.request->capacity() < buffer_size ||
                          (s.request->capacity() == buffer_size && large_buffers_.capacity() > 0);
     if (!rewritten && length != 0 && larger_exists) {
@@ -517,6 +517,27 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     // A malformed chunk already here is caught again when exchange() classifies.
     classify_request_body(s);
     return step;
+}
+
+Worker::Step Worker::route_request(std::uint32_t index, std::string_view host, std::uint16_t port) noexcept {
+    const Config& config = *config_;
+    bool through_parents = !config.parents.empty() && !destination_in(config.direct_for, host) &&
+                           (config.parent_for.empty() || destination_in(config.parent_for, host));
+    if (!through_parents) return route(index, host, port);
+    if (auto parent = parents_.choose(now_ms_, 0)) {
+        ++counters_.parent_requests;
+        return use_parent(index, *parent);
+    }
+    if (config.never_direct)
+        return fail(index, 502, "every parent proxy is down (never_direct on)", EndReason::ParentsDown);
+    return route(index, host, port);
+}
+
+Worker::Step Worker::use_parent(std::uint32_t index, std::uint8_t parent) noexcept {
+    Session& s = sessions_[index];
+    s.parent = parent;
+    go_to_address(s, config_->parents[parent].address);
+    return start_upstream(index);
 }
 
 Worker::Step Worker::route(std::uint32_t index, std::string_view host, std::uint16_t port) noexcept {
@@ -664,6 +685,7 @@ Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
     format_address(s.destination, where, sizeof where);
     char detail[160];
     std::snprintf(detail, sizeof detail, "connect %s: %s", where, std::strerror(s.connect_error));
+    if (s.parent != no_parent) return parent_failed(index, detail);
     return fail(index, 502, detail, EndReason::ConnectFailed);
 }
 
@@ -730,6 +752,9 @@ Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
 
 Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
+    if (s.parent != no_parent && !s.upstream_reused && parents_.mark_up(s.parent))
+        if (const Parent* parent = current_parent(s)) log_info("parent proxy %s is up again", parent->name.c_str());
+    if (s.connect_method && s.parent != no_parent) return send_connect_to_parent(index);
     if (!s.connect_method) {
         s.phase = Phase::Exchanging;
         s.phase_started_ms = now_ms_;
@@ -744,13 +769,39 @@ Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
     s.response->clear();
     std::memcpy(s.response->space(), connection_established.data(), connection_established.size());
     s.response->commit(static_cast<std::uint32_t>(connection_established.size()));
+    s.status = 200;
+    begin_tunnel(s);
+    return Step::Progress;
+}
+
+// Bytes already read on either side go first: the client's sent early, the
+// server's (or parent's) behind its response head.
+void Worker::begin_tunnel(Session& s) noexcept {
     s.to_upstream = RelayDirection{};
     s.to_client = RelayDirection{};
     s.to_upstream.buffer = std::exchange(s.request, nullptr);
     s.to_client.buffer = std::exchange(s.response, nullptr);
-    s.status = 200;
+    s.request_unsent = s.response_unsent = 0;
     s.phase = Phase::Tunnel;
+    s.phase_started_ms = now_ms_;
     ++counters_.tunnels_open;
+}
+
+// The parent's 2xx to the CONNECT it was sent: the client gets the same
+// answer a direct tunnel gives, and the tunnel runs through the parent.
+Worker::Step Worker::open_parent_tunnel(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    if (!s.response->replace(s.response_unsent, static_cast<std::uint32_t>(response_head_.length),
+                             connection_established)) {
+        close_upstream(s);
+        s.close_after_response = true;
+        return fail(index, 502, "the parent proxy sent an invalid response", EndReason::UpstreamBadResponse);
+    }
+    ++counters_.tunnels;
+    if (s.request && s.request->capacity() < buffer_size) grow_request(s);
+    s.status = 200;
+    s.response_head_done = s.response_started = true;
+    begin_tunnel(s);
     return Step::Progress;
 }
 
@@ -763,21 +814,14 @@ Worker::Step Worker::switch_protocols(std::uint32_t index) noexcept {
     std::uint32_t old_length = static_cast<std::uint32_t>(head.length);
     std::size_t length = forward::write_response_head(head, forward::ClientConnection::Upgrade, config_->via,
                                                       scratch_.get(), scratch_size_);
-    if (length == 0 || !replace_head(*s.response, s.response_unsent, old_length, scratch_.get(), length)) {
+    if (length == 0 || !s.response->replace(s.response_unsent, old_length, {scratch_.get(), length})) {
         close_upstream(s);
         s.close_after_response = true;
         return fail(index, 502, "the upstream server sent an invalid response", EndReason::UpstreamBadResponse);
     }
     s.status = 101;
-    s.to_upstream = RelayDirection{};
-    s.to_client = RelayDirection{};
-    s.to_upstream.buffer = std::exchange(s.request, nullptr);
-    s.to_client.buffer = std::exchange(s.response, nullptr);
-    s.request_unsent = s.response_unsent = 0;
     s.response_head_done = s.response_started = true;
-    s.phase = Phase::Tunnel;
-    ++counters_.tunnels_open;
-    s.phase_started_ms = now_ms_;
+    begin_tunnel(s);
     return Step::Progress;
 }
 
@@ -857,6 +901,22 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
     case http::ParseStatus::Done: {
         const http::ResponseHead& head = response_head_;
         std::uint32_t old_length = static_cast<std::uint32_t>(head.length);
+        if (head.status == 407 && s.parent != no_parent) {
+            // The client cannot fix cproxy's own credentials for the parent.
+            const Parent* parent = current_parent(s);
+            char detail[320];
+            std::snprintf(detail, sizeof detail, "parent proxy %s refused cproxy's credentials (407): check its auth",
+                          parent ? parent->name.c_str() : "-");
+            close_upstream(s);
+            s.close_after_response = true;
+            return fail(index, 502, detail, EndReason::UpstreamBadResponse);
+        }
+        if (s.tunnel_via_parent) {
+            if (head.status >= 200 && head.status < 300) return open_parent_tunnel(index);
+            // The parent's refusal is the client's answer; what follows it on
+            // the client's connection was meant for a tunnel.
+            s.close_after_response = true;
+        }
         if (head.status == 101) {
             // Only to a request that asked, and naming the protocol (RFC 9110 §15.2.2).
             if (!s.upgrade_requested || !forward::response_names_upgrade(head)) break;
@@ -868,7 +928,7 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
             if (!s.client_http10)
                 length = forward::write_response_head(head, forward::ClientConnection::Persistent,
                                                       config_->via, scratch_.get(), scratch_size_);
-            if (!replace_head(*s.response, s.response_unsent, old_length, scratch_.get(), length)) break;
+            if (!s.response->replace(s.response_unsent, old_length, {scratch_.get(), length})) break;
             s.response_unsent += static_cast<std::uint32_t>(length);
             s.response_parser.reset();
             return Step::Progress;
@@ -888,7 +948,7 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
                     : s.legacy_keep_alive ? forward::ClientConnection::KeepAliveLegacy
                                           : forward::ClientConnection::Persistent;
         std::size_t length = forward::write_response_head(head, mode, config_->via, scratch_.get(), scratch_size_);
-        if (length == 0 || !replace_head(*s.response, s.response_unsent, old_length, scratch_.get(), length)) break;
+        if (length == 0 || !s.response->replace(s.response_unsent, old_length, {scratch_.get(), length})) break;
         s.status = static_cast<std::uint16_t>(head.status);
         s.response_unsent += static_cast<std::uint32_t>(length);
         s.response_head_done = true;

@@ -66,6 +66,8 @@ Counters& operator+=(Counters& total, const Counters& more) noexcept {
     total.requests_unanswered += more.requests_unanswered;
     total.upstream_reused += more.upstream_reused;
     total.tunnels_open += more.tunnels_open;
+    total.parent_requests += more.parent_requests;
+    total.parents_marked_down += more.parents_marked_down;
     return total;
 }
 
@@ -107,6 +109,7 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
     if (stats_listener_) reactor_.add_input(stats_listener_.get(), make_token(TokenKind::StatsListener, 0, 0));
     reactor_.add_input(control_.fd(), make_token(TokenKind::Control, 0, 0));
     idle_upstreams_.on_close(&Worker::on_pooled_close, this);
+    parents_.reset(config_->parents);
     retry_.reserve(sessions_.capacity());
     retry_now_.reserve(sessions_.capacity());
     // Before any thread runs: a scrape right after start-up sees every worker.
@@ -198,6 +201,7 @@ void Worker::reconfigure(std::shared_ptr<const Config> config, int access_log_fd
     splice_enabled_ = config_->splice;
     resolver_.reconfigure(*config_);
     idle_upstreams_.set_idle_timeout(config_->upstream_idle_timeout_ms);
+    parents_.reset(config_->parents);
     access_log_.set_fd(access_log_fd);
 }
 
@@ -238,6 +242,9 @@ WorkerStats Worker::stats() const noexcept {
     stats.dns_cache_hits = resolver_.cache_hits();
     stats.dns_cache_misses = resolver_.cache_misses();
     stats.dns_lookups_active = resolver_.lookups_in_flight();
+    stats.parent_requests = c.parent_requests;
+    stats.parents_marked_down = c.parents_marked_down;
+    stats.parents_down = parents_.down(now_ms_);
     return stats;
 }
 
@@ -590,6 +597,10 @@ void Worker::on_timer(std::uint32_t index) noexcept {
             return;
         }
         close_upstream(s);
+        if (s.parent != no_parent) {
+            if (parent_failed(index, "no connection within timeout_connect") != Step::Closed) drive(index);
+            return;
+        }
         fail_and_drive(index, 504, "the upstream connection was not established in time",
                        EndReason::TimeoutConnect);
         return;

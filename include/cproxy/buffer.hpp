@@ -53,6 +53,18 @@ public:
     void clear() noexcept { begin_ = end_ = 0; }
     // Sets how many bytes the data holds, after the caller rewrote it in place.
     void resize(std::uint32_t size) noexcept { end_ = begin_ + size; }
+    // Replaces `old_length` bytes at `offset` (from data()) with `text`,
+    // keeping whatever follows them. False, changing nothing but the data's
+    // place, if the result would not fit.
+    bool replace(std::uint32_t offset, std::uint32_t old_length, std::string_view text) noexcept {
+        compact();
+        std::uint32_t tail = size() - offset - old_length;
+        if (offset + text.size() + tail > capacity_) return false;
+        std::memmove(storage_ + offset + text.size(), storage_ + offset + old_length, tail);
+        if (!text.empty()) std::memcpy(storage_ + offset, text.data(), text.size());
+        end_ = offset + static_cast<std::uint32_t>(text.size()) + tail;
+        return true;
+    }
 
 private:
     friend class BufferPool;

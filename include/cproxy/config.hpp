@@ -17,6 +17,7 @@
 #include "cproxy/forward.hpp"
 #include "cproxy/http_parser.hpp"
 #include "cproxy/log.hpp"
+#include "cproxy/parents.hpp"
 #include "cproxy/policy.hpp"
 
 namespace cproxy {
@@ -47,6 +48,13 @@ struct Config {
     std::uint32_t workers = 0;          // 0 (auto): the CPUs in the inherited affinity mask
     bool cpu_affinity = false;          // pin worker i to the i-th CPU of that mask
     std::optional<Backend> backend;
+    // Parent proxies: requests to hosts in parent_for (every host when it is
+    // empty) and not in direct_for go through one of them.
+    std::vector<Parent> parents;
+    DestinationList parent_for;
+    DestinationList direct_for;
+    bool never_direct = false;  // every parent down: 502 rather than going direct
+    std::uint32_t parent_down_time_ms = 30'000;
     std::vector<std::string> auth;  // "user:pass" pairs, from auth and auth_file
     std::string auth_file;
     std::vector<AccessRule> access_rules;

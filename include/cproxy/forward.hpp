@@ -48,6 +48,12 @@ struct RequestRewrite {
     std::optional<std::uint64_t> max_forwards = std::nullopt;
     ForwardedStyle forwarded = ForwardedStyle::Off;
     std::string_view client_ip = {};  // "192.0.2.1" or "2001:db8::1", for `forwarded`
+    // For a parent proxy, the target in absolute-form: "http://" and this
+    // authority before the path. Empty: origin-form.
+    std::string_view absolute_authority = {};
+    // Credentials for a parent proxy, written as the head's last field so
+    // that a failover can swap or drop that one line.
+    std::string_view proxy_authorization = {};
 };
 
 // Writes the head sent upstream; returns its length, or 0 if it does not fit.

@@ -30,6 +30,9 @@ struct WorkerStats {
     std::uint64_t dns_cache_hits = 0;
     std::uint64_t dns_cache_misses = 0;
     std::uint64_t dns_lookups_active = 0;
+    std::uint64_t parent_requests = 0;      // requests and tunnels sent through a parent proxy
+    std::uint64_t parents_marked_down = 0;  // times a parent that failed was set aside
+    std::uint64_t parents_down = 0;         // parents this worker holds down now
 };
 
 // Each writes at most `capacity` bytes to `out` and returns the length, or 0

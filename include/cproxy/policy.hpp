@@ -17,6 +17,8 @@ namespace cproxy {
 // Decodes standard base64 (RFC 4648 §4, padding required) into `out`; returns
 // the decoded length, or nullopt on malformed input or insufficient capacity.
 std::optional<std::size_t> base64_decode(std::string_view in, char* out, std::size_t capacity) noexcept;
+// Standard base64 with padding; for credentials cproxy itself sends.
+std::string base64_encode(std::string_view in);
 
 class Authenticator {
 public:

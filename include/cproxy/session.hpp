@@ -24,6 +24,7 @@
 #include "cproxy/buffer.hpp"
 #include "cproxy/fd.hpp"
 #include "cproxy/http_parser.hpp"
+#include "cproxy/parents.hpp"
 #include "cproxy/resolver.hpp"
 #include "cproxy/tunnel.hpp"
 
@@ -68,6 +69,7 @@ enum class EndReason : std::uint8_t {
     Shutdown,
     Denied,  // the client's address is refused by the allow/deny rules
     UpstreamBusy,  // no connection under upstream_max_connections came free in time
+    ParentsDown,   // every parent proxy is down, and never_direct is on
 };
 
 // A session's place in upstream_max_connections' queue for `destination`.
@@ -113,6 +115,13 @@ struct Session {
     std::uint32_t replay_length = 0;
     std::uint16_t status = 0;
     std::uint16_t target_port = 0;      // the destination's port, while names become addresses
+    // The head written for a parent differs from the origin's by
+    // "http://authority" before the path and the Proxy-Authorization line
+    // that ends it: a failover edits just those.
+    std::uint32_t parent_prefix_length = 0;
+    std::uint32_t parent_auth_length = 0;
+    std::uint32_t parents_failed = 0;   // this request's, bit i for parent i
+    std::uint8_t parent = no_parent;    // the parent proxy this request goes through
     std::uint8_t next_candidate = 0;    // in `candidates`
     std::uint8_t racer_candidate = 0;
     int connect_error = 0;              // errno of the last attempt that failed
@@ -147,6 +156,8 @@ struct Session {
     bool head_method = false;
     bool connect_method = false;
     bool upgrade_requested = false;  // Upgrade forwarded: a 101 turns the session into a tunnel
+    bool head_for_parent = false;    // the request head in `request` is written for `parent`
+    bool tunnel_via_parent = false;  // a CONNECT sent on to the parent: its 2xx opens the tunnel
     bool close_after_response = false;
     bool retry_queued = false;
     bool in_request = false;         // a request is being handled: log it when it ends

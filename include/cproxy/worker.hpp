@@ -17,6 +17,7 @@
 #include "cproxy/http_parser.hpp"
 #include "cproxy/log.hpp"
 #include "cproxy/metrics.hpp"
+#include "cproxy/parents.hpp"
 #include "cproxy/policy.hpp"
 #include "cproxy/reactor.hpp"
 #include "cproxy/resolver.hpp"
@@ -45,6 +46,8 @@ struct Counters {
     std::uint64_t requests_unanswered = 0;    // ended before a status was sent
     std::uint64_t upstream_reused = 0;        // sent on a kept-alive or pooled upstream connection
     std::uint64_t tunnels_open = 0;           // sessions in Phase::Tunnel now
+    std::uint64_t parent_requests = 0;        // requests and tunnels sent through a parent proxy
+    std::uint64_t parents_marked_down = 0;
 };
 
 Counters& operator+=(Counters& total, const Counters& more) noexcept;
@@ -129,6 +132,9 @@ private:
     void return_large_buffer(Session& s) noexcept;
     std::uint32_t request_head_room(const Session& s) const noexcept;
     Step on_request_head(std::uint32_t index, const http::RequestHead& head) noexcept;
+    // Through a parent proxy, or straight to the origin (parent_for,
+    // direct_for, never_direct).
+    Step route_request(std::uint32_t index, std::string_view host, std::uint16_t port) noexcept;
     Step route(std::uint32_t index, std::string_view host, std::uint16_t port) noexcept;
     Step use_lookup(std::uint32_t index, LookupStatus status, std::string_view name) noexcept;
     Step start_upstream(std::uint32_t index) noexcept;
@@ -140,6 +146,17 @@ private:
     Step finish_exchange(std::uint32_t index) noexcept;
     Step tunnel(std::uint32_t index) noexcept;
     Step switch_protocols(std::uint32_t index) noexcept;
+    Step open_parent_tunnel(std::uint32_t index) noexcept;
+    void begin_tunnel(Session& s) noexcept;
+    // parent_route.cpp: requests through parent proxies
+    Step use_parent(std::uint32_t index, std::uint8_t parent) noexcept;
+    // A parent that cannot be reached is held down for parent_down_time and
+    // the request moves on: to the next parent up, else to the origin unless
+    // never_direct.
+    Step parent_failed(std::uint32_t index, const char* why) noexcept;
+    bool retarget_head(Session& s, const Parent* next) noexcept;
+    const Parent* current_parent(const Session& s) const noexcept;
+    Step send_connect_to_parent(std::uint32_t index) noexcept;
     Step respond(std::uint32_t index) noexcept;
     Step linger(std::uint32_t index) noexcept;
     Step check_idle_upstream(std::uint32_t index) noexcept;
@@ -206,6 +223,7 @@ private:
     UpstreamLimiter limiter_;  // before the pool, which reports to it until destroyed
     UpstreamPool idle_upstreams_;
     TimerWheel timers_;
+    ParentSelector parents_;
     Resolver resolver_;
     AccessLog access_log_;
     Counters counters_;
