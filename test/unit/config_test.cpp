@@ -443,6 +443,74 @@ TEST_CASE("config: a backend name is resolved, a bad one named") {
     REQUIRE(loaded.errors.empty());
     CHECK(to_string(loaded.config.backend->address) == "127.0.0.1:8080");
     CHECK(loaded.config.backend->host == "origin.test:8080");
-    CHECK(only_error(load({"--backend", "no-such-host.invalid:80"})).rfind(
-              "--backend: cannot resolve 'no-such-host.invalid': ", 0) == 0);
+}
+
+TEST_CASE("config: parent proxies from the file: several words, credentials encoded once, weights") {
+    ScratchDirectory dir;
+    auto loaded = load_file(dir,
+                            "parent 127.0.0.1:3128 auth user:pass weight 3\n"
+                            "parent [::1]:3129\n"
+                            "parent_for example.com, .corp.example 10.0.0.0/8\n"
+                            "parent_for other.example\n"
+                            "direct_for direct.example.com\n"
+                            "never_direct on\n"
+                            "parent_down_time 5s\n");
+    INFO(only_error(loaded));
+    REQUIRE(loaded.errors.empty());
+    const Config& c = loaded.config;
+    REQUIRE(c.parents.size() == 2);
+    CHECK(c.parents[0].name == "127.0.0.1:3128");
+    CHECK(to_string(c.parents[0].address) == "127.0.0.1:3128");
+    CHECK(c.parents[0].authorization == "Basic dXNlcjpwYXNz");
+    CHECK(c.parents[0].weight == 3);
+    CHECK(to_string(c.parents[1].address) == "[::1]:3129");
+    CHECK(c.parents[1].authorization.empty());
+    CHECK(c.parents[1].weight == 1);
+    CHECK(c.parent_for.domains == std::vector<std::string>{"example.com", "corp.example", "other.example"});
+    CHECK(c.parent_for.ranges.size() == 1);
+    CHECK(c.direct_for.domains == std::vector<std::string>{"direct.example.com"});
+    CHECK(c.never_direct);
+    CHECK(c.parent_down_time_ms == 5000);
+}
+
+TEST_CASE("config: --parent replaces the file's parents; names resolve when loaded") {
+    ScratchDirectory dir;
+    auto loaded = load_file(dir, "parent 127.0.0.1:3128\n", {"--parent", "localhost:8080 weight 2"});
+    INFO(only_error(loaded));
+    REQUIRE(loaded.errors.empty());
+    REQUIRE(loaded.config.parents.size() == 1);
+    CHECK(loaded.config.parents[0].name == "localhost:8080");
+    CHECK(loaded.config.parents[0].address.is_loopback());
+    CHECK(loaded.config.parents[0].address.port() == 8080);
+}
+
+TEST_CASE("config: bad parent settings name the line and the problem") {
+    ScratchDirectory dir;
+    const std::string form = " (expected HOST:PORT [auth USER:PASS] [weight N])";
+    auto error_for = [&](const std::string& text) { return only_error(load_file(dir, text)); };
+    std::string file = dir.path() + "/cproxy.conf";
+    CHECK(error_for("parent 127.0.0.1\n") == file + ":1: parent: '127.0.0.1' is not HOST:PORT" + form);
+    CHECK(error_for("parent 127.0.0.1:0\n") == file + ":1: parent: '127.0.0.1:0' is not HOST:PORT" + form);
+    CHECK(error_for("\nparent 127.0.0.1:3128 weight 0\n") ==
+          file + ":2: parent: weight '0' is not a number between 1 and 1000");
+    CHECK(error_for("parent 127.0.0.1:3128 weight 1001\n") ==
+          file + ":1: parent: weight '1001' is not a number between 1 and 1000");
+    CHECK(error_for("parent 127.0.0.1:3128 colour blue\n") ==
+          file + ":1: parent: 'colour' is not auth or weight" + form);
+    CHECK(error_for("parent 127.0.0.1:3128 auth\n") == file + ":1: parent: auth needs a value" + form);
+    CHECK(error_for("parent 127.0.0.1:3128 auth nocolon\n") == file + ":1: parent: auth needs USER:PASS");
+    CHECK(error_for("parent 127.0.0.1:3128 weight 2 weight 3\n") == file + ":1: parent: weight given twice");
+    CHECK(error_for("parent 127.0.0.1:3128\nparent_for bad/name\n") ==
+          file + ":2: parent_for: 'bad/name' is not a domain name, IP address or CIDR block");
+    CHECK(error_for("never_direct on\n") == file + ":1: never_direct: needs at least one parent");
+    CHECK(error_for("direct_for example.com\n") == file + ":1: direct_for: needs at least one parent");
+    CHECK(error_for("parent_down_time 0\n").rfind(file + ":1: parent_down_time: '0' is not a duration", 0) == 0);
+    // never_direct off with no parent says nothing that could mislead.
+    CHECK(load_file(dir, "never_direct off\n").errors.empty());
+    CHECK(only_error(load({"--parent", "127.0.0.1:8888"})) ==
+          "--parent: parent 127.0.0.1:8888 is this proxy's own listen address");
+    CHECK(only_error(load({"--parent-for", "example.com"})) == "--parent-for: needs at least one parent");
+    std::string many;
+    for (int i = 1; i <= 33; ++i) many += "parent 127.0.0.1:" + std::to_string(3000 + i) + "\n";
+    CHECK(error_for(many) == file + ":33: parent: more than 32 parents");
 }

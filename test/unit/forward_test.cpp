@@ -195,3 +195,21 @@ TEST_CASE("forward: X-Forwarded-For and Forwarded name the client after earlier 
     out = rewrite_request(plain, rewrite);
     CHECK(out.find("\r\nX-Forwarded-For: 2001:db8::7\r\n") != std::string::npos);
 }
+
+TEST_CASE("forward: a head for a parent proxy keeps absolute-form and ends with its credentials") {
+    forward::RequestRewrite rewrite{"/p?q", "origin:81", "cproxy"};
+    rewrite.absolute_authority = "origin:81";
+    rewrite.proxy_authorization = "Basic dTpw";
+    std::string out = rewrite_request(
+        "GET http://origin:81/p?q HTTP/1.1\r\nProxy-Authorization: Basic Y2xpZW50OnB3\r\nAccept: */*\r\n\r\n", rewrite);
+    CHECK(out ==
+          "GET http://origin:81/p?q HTTP/1.1\r\n"
+          "Host: origin:81\r\n"
+          "Accept: */*\r\n"
+          "Via: 1.1 cproxy\r\n"
+          "Proxy-Authorization: Basic dTpw\r\n"
+          "\r\n");
+    rewrite = forward::RequestRewrite{"", "o", ""};
+    rewrite.absolute_authority = "o";
+    CHECK(rewrite_request("GET http://o HTTP/1.1\r\n\r\n", rewrite) == "GET http://o/ HTTP/1.1\r\nHost: o\r\n\r\n");
+}
