@@ -68,7 +68,7 @@ constexpr Family families[] = {
     {"dns_lookups_active", "gauge", "Names being looked up.", &WorkerStats::dns_lookups_active, nullptr},
     {"parent_requests_total", "counter", "Requests and tunnels sent through a parent proxy.",
      &WorkerStats::parent_requests, nullptr},
-    {"parents_marked_down_total", "counter", "Times a parent proxy that failed was marked down.",
+    {"parents_marked_down_total", "counter", "Times a parent proxy that had been answering failed and was marked down.",
      &WorkerStats::parents_marked_down, nullptr},
     {"parents_down", "gauge", "Parent proxies this worker holds down now.", &WorkerStats::parents_down, nullptr},
 };

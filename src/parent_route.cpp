@@ -30,7 +30,7 @@ Worker::Step Worker::parent_failed(std::uint32_t index, const char* why) noexcep
     Session& s = sessions_[index];
     close_upstream(s);
     const Parent* parent = current_parent(s);
-    if (parent && parents_.mark_down(s.parent, now_ms_, now_ms_ + config_->parent_down_time_ms)) {
+    if (parent && parents_.mark_down(s.parent, now_ms_ + config_->parent_down_time_ms)) {
         ++counters_.parents_marked_down;
         std::uint32_t down_ms = config_->parent_down_time_ms;
         log_warning("parent proxy %s is down for %u%s: %s", parent->name.c_str(),

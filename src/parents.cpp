@@ -1,5 +1,6 @@
 #include "cproxy/parents.hpp"
 
+#include <algorithm>
 #include <cctype>
 
 #include "cproxy/http_parser.hpp"
@@ -101,14 +102,14 @@ std::optional<std::uint8_t> ParentSelector::choose(std::uint64_t now_ms, std::ui
     return best;
 }
 
-bool ParentSelector::mark_down(std::uint8_t parent, std::uint64_t now_ms, std::uint64_t until_ms) noexcept {
+bool ParentSelector::mark_down(std::uint8_t parent, std::uint64_t until_ms) noexcept {
     if (parent >= states_.size()) return false;
     State& state = states_[parent];
-    bool was_up = state.down_until_ms <= now_ms;
-    state.down_until_ms = until_ms;
+    bool news = !state.failed;
+    state.down_until_ms = std::max(state.down_until_ms, until_ms);
     state.failed = true;
     state.current = 0;
-    return was_up;
+    return news;
 }
 
 bool ParentSelector::mark_up(std::uint8_t parent) noexcept {

@@ -50,8 +50,10 @@ public:
     // The next parent that is up at `now_ms` and not in `excluded` (bit i:
     // parent i), or nullopt when there is none.
     std::optional<std::uint8_t> choose(std::uint64_t now_ms, std::uint32_t excluded) noexcept;
-    // True if the parent was up until now (its failure is news).
-    bool mark_down(std::uint8_t parent, std::uint64_t now_ms, std::uint64_t until_ms) noexcept;
+    // True if this begins an outage: the parent had answered since it last
+    // failed. A parent that fails again when its down time is over is still
+    // in the same outage.
+    bool mark_down(std::uint8_t parent, std::uint64_t until_ms) noexcept;
     // True once after a parent held down has answered again.
     bool mark_up(std::uint8_t parent) noexcept;
     std::uint32_t down(std::uint64_t now_ms) const noexcept;

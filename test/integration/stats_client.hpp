@@ -69,6 +69,9 @@ inline const std::vector<MetricFamily> kMetricFamilies{
     {"cproxy_dns_cache_hits_total", "counter", "", {}},
     {"cproxy_dns_cache_misses_total", "counter", "", {}},
     {"cproxy_dns_lookups_active", "gauge", "", {}},
+    {"cproxy_parent_requests_total", "counter", "", {}},
+    {"cproxy_parents_marked_down_total", "counter", "", {}},
+    {"cproxy_parents_down", "gauge", "", {}},
 };
 
 // ------------------------------------------------------------------- JSON

@@ -98,15 +98,19 @@ TEST_CASE("parents: smooth weighted round-robin spreads picks by weight") {
 TEST_CASE("parents: a parent marked down is skipped until its down time ends") {
     ParentSelector selector;
     selector.reset(parents_at({1, 1}));
-    CHECK(selector.mark_down(0, 1000, 31'000));
-    CHECK_FALSE(selector.mark_down(0, 2000, 32'000));  // already down: not news
+    CHECK(selector.mark_down(0, 31'000));
+    CHECK_FALSE(selector.mark_down(0, 32'000));  // already down: not news
     CHECK(selector.down(1000) == 1);
     CHECK(picks(selector, 3, 5000) == "BBB");
     CHECK(selector.down(32'000) == 0);
     CHECK(picks(selector, 2, 32'000) == "AB");
+    // Tried again after its down time and failing again: the same outage.
+    CHECK_FALSE(selector.mark_down(0, 62'000));
+    CHECK(selector.down(40'000) == 1);
     CHECK(selector.mark_up(0));
     CHECK_FALSE(selector.mark_up(0));  // once
     CHECK_FALSE(selector.mark_up(1));  // never failed
+    CHECK(selector.mark_down(0, 100'000));  // a new outage
 }
 
 TEST_CASE("parents: parents a request already tried are excluded, and none may be left") {
@@ -114,8 +118,8 @@ TEST_CASE("parents: parents a request already tried are excluded, and none may b
     selector.reset(parents_at({1, 1, 1}));
     CHECK(picks(selector, 2, 0, 0b001) == "BC");
     CHECK(picks(selector, 1, 0, 0b111) == "-");
-    selector.mark_down(1, 0, 100);
-    selector.mark_down(2, 0, 100);
+    selector.mark_down(1, 100);
+    selector.mark_down(2, 100);
     CHECK(picks(selector, 1, 50, 0b001) == "-");
     selector.reset({});
     CHECK(picks(selector, 1) == "-");
@@ -125,7 +129,7 @@ TEST_CASE("parents: a reload keeps the down time of parents at the same address"
     ParentSelector selector;
     auto parents = parents_at({1, 1});
     selector.reset(parents);
-    selector.mark_down(1, 0, 10'000);
+    selector.mark_down(1, 10'000);
     // The list is reordered and gains a parent; the one down stays down.
     std::vector<Parent> reloaded{parents[1], parents_at({1, 1, 1})[2], parents[0]};
     selector.reset(reloaded);
