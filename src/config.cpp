@@ -648,7 +648,9 @@ void validate(LoadedConfig& loaded, const std::map<std::string, std::string>& or
     }
     for (const Parent& parent : config.parents)
         for (const ListenAddress& listen : config.listen)
-            if (parent.address == listen.address)
+            if (parent.address == listen.address ||
+                (listen.address.is_unspecified() && listen.address.port() == parent.address.port() &&
+                 (parent.address.is_loopback() || parent.address.is_unspecified())))
                 loaded.errors.push_back(origin_of("parent") + ": parent " + parent.name +
                                         " is this proxy's own listen address");
     std::string open_proxy = open_proxy_problem(config);

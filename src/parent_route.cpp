@@ -28,22 +28,24 @@ const Parent* Worker::current_parent(const Session& s) const noexcept {
 
 Worker::Step Worker::parent_failed(std::uint32_t index, const char* why) noexcept {
     Session& s = sessions_[index];
+    leave_upstream_queue(index);
     close_upstream(s);
-    const Parent* parent = current_parent(s);
-    if (parent && parents_.mark_down(s.parent, now_ms_ + config_->parent_down_time_ms)) {
-        ++counters_.parents_marked_down;
-        std::uint32_t down_ms = config_->parent_down_time_ms;
-        log_warning("parent proxy %s is down for %u%s: %s", parent->name.c_str(),
-                    down_ms % 1000 == 0 ? down_ms / 1000 : down_ms, down_ms % 1000 == 0 ? "s" : "ms", why);
+    // No parent here: a reload took it out of the list while it was tried.
+    if (const Parent* parent = current_parent(s)) {
+        if (parents_.mark_down(s.parent, now_ms_ + config_->parent_down_time_ms)) {
+            ++counters_.parents_marked_down;
+            std::uint32_t down_ms = config_->parent_down_time_ms;
+            log_warning("parent proxy %s is down for %u%s: %s", parent->name.c_str(),
+                        down_ms % 1000 == 0 ? down_ms / 1000 : down_ms, down_ms % 1000 == 0 ? "s" : "ms", why);
+        }
+        s.parents_failed |= 1u << s.parent;
     }
-    s.parents_failed |= 1u << s.parent;
     if (auto next = parents_.choose(now_ms_, s.parents_failed)) {
         if (!retarget_head(s, &config_->parents[*next]))
             return fail(index, 503, "no buffer free for the rewritten request head", EndReason::NoResources);
         return use_parent(index, *next);
     }
-    if (config_->never_direct)
-        return fail(index, 502, "every parent proxy is down (never_direct on)", EndReason::ParentsDown);
+    if (config_->never_direct) return refuse_without_parents(index);
 
     // Straight to the origin, which the head's target still names (the
     // client's absolute-form URL, or the one written for the parent).
@@ -90,7 +92,34 @@ bool Worker::retarget_head(Session& s, const Parent* next) noexcept {
     std::uint32_t target_at = static_cast<std::uint32_t>(s.request->view().find(' ') + 1);
     if (!edit(target_at, s.parent_prefix_length, {})) return false;
     s.head_for_parent = false;
+    return_large_buffer(s);
     return true;
+}
+
+// The outage was logged when it began: each request refused during it is not news.
+Worker::Step Worker::refuse_without_parents(std::uint32_t index) noexcept {
+    return fail(index, 502, "every parent proxy is down (never_direct on)", EndReason::ParentsDown,
+                /*client_mistake=*/true);
+}
+
+// A reload may reorder or drop parents while requests are on their way to
+// one: their index follows the parent's address, and a request whose parent
+// left the list before it connected moves on as if it had failed.
+void Worker::follow_parents_reload() noexcept {
+    for (std::uint32_t i = 0; i < sessions_.capacity(); ++i) {
+        if (!sessions_.in_use(i) || sessions_[i].parent == no_parent) continue;
+        Session& s = sessions_[i];
+        s.parents_failed = 0;
+        std::uint8_t found = no_parent;
+        for (std::size_t p = 0; p < config_->parents.size(); ++p)
+            if (config_->parents[p].address == s.destination) found = static_cast<std::uint8_t>(p);
+        if (found != no_parent) {
+            s.parent = found;
+        } else if (s.phase == Phase::Connecting) {
+            // current_parent() finds none at this address: nothing is marked down.
+            if (parent_failed(i, "removed by a reload") != Step::Closed) drive(i);
+        }
+    }
 }
 
 // RFC 9110 §9.3.6: the parent is asked for the same tunnel, with cproxy's

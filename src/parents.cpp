@@ -49,7 +49,7 @@ DestinationList parse_destination_list(std::string_view text, std::string& probl
         if (name.starts_with("*.")) name.remove_prefix(2);
         else if (name.starts_with(".")) name.remove_prefix(1);
         if (name.ends_with(".")) name.remove_suffix(1);
-        if (!valid_domain(name)) {
+        if (!valid_domain(name) || name == "all") {
             problem.assign(1, '\'').append(item).append("' is not a domain name, IP address or CIDR block");
             return {};
         }

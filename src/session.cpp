@@ -82,6 +82,12 @@ void go_to_address(Session& s, const SocketAddress& address) noexcept {
     s.candidates = AddressList::single(address);
 }
 
+// connect(2) errors that say this machine ran short (ports, memory), not
+// that the far end is down.
+bool local_failure(int error) noexcept {
+    return error == EADDRNOTAVAIL || error == EAGAIN || error == ENOBUFS || error == ENOMEM;
+}
+
 bool is_candidate(const Session& s, const SocketAddress& address) noexcept {
     for (std::uint8_t i = 0; i < s.candidates.count; ++i)
         if (s.candidates.at(i, s.target_port) == address) return true;
@@ -528,8 +534,7 @@ Worker::Step Worker::route_request(std::uint32_t index, std::string_view host, s
         ++counters_.parent_requests;
         return use_parent(index, *parent);
     }
-    if (config.never_direct)
-        return fail(index, 502, "every parent proxy is down (never_direct on)", EndReason::ParentsDown);
+    if (config.never_direct) return refuse_without_parents(index);
     return route(index, host, port);
 }
 
@@ -685,7 +690,7 @@ Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
     format_address(s.destination, where, sizeof where);
     char detail[160];
     std::snprintf(detail, sizeof detail, "connect %s: %s", where, std::strerror(s.connect_error));
-    if (s.parent != no_parent) return parent_failed(index, detail);
+    if (s.parent != no_parent && !local_failure(s.connect_error)) return parent_failed(index, detail);
     return fail(index, 502, detail, EndReason::ConnectFailed);
 }
 
@@ -693,6 +698,9 @@ Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
 // and the other is closed.
 Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
+    // Marked down while this request waited its turn for it.
+    if (s.upstream_wait == UpstreamWait::Granted && s.parent != no_parent && parents_.is_down(s.parent, now_ms_))
+        return parent_failed(index, "marked down while the request waited for a connection");
     if (s.upstream_wait == UpstreamWait::Queued) return watch_waiting_client(index);
     if (s.upstream_wait == UpstreamWait::Granted) {
         s.phase_started_ms = now_ms_;
@@ -752,8 +760,8 @@ Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
 
 Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
-    if (s.parent != no_parent && !s.upstream_reused && parents_.mark_up(s.parent))
-        if (const Parent* parent = current_parent(s)) log_info("parent proxy %s is up again", parent->name.c_str());
+    if (const Parent* parent = s.parent != no_parent && !s.upstream_reused ? current_parent(s) : nullptr)
+        if (parents_.mark_up(s.parent)) log_info("parent proxy %s is up again", parent->name.c_str());
     if (s.connect_method && s.parent != no_parent) return send_connect_to_parent(index);
     if (!s.connect_method) {
         s.phase = Phase::Exchanging;
@@ -913,6 +921,13 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
         }
         if (s.tunnel_via_parent) {
             if (head.status >= 200 && head.status < 300) return open_parent_tunnel(index);
+            if (head.status == 101) break;
+            if (head.status < 200) {
+                // An interim answer means nothing to a client waiting for its tunnel.
+                if (!s.response->replace(s.response_unsent, old_length, {})) break;
+                s.response_parser.reset();
+                return Step::Progress;
+            }
             // The parent's refusal is the client's answer; what follows it on
             // the client's connection was meant for a tunnel.
             s.close_after_response = true;

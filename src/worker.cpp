@@ -202,6 +202,7 @@ void Worker::reconfigure(std::shared_ptr<const Config> config, int access_log_fd
     resolver_.reconfigure(*config_);
     idle_upstreams_.set_idle_timeout(config_->upstream_idle_timeout_ms);
     parents_.reset(config_->parents);
+    follow_parents_reload();
     access_log_.set_fd(access_log_fd);
 }
 
@@ -573,6 +574,11 @@ void Worker::on_timer(std::uint32_t index) noexcept {
         fail_and_drive(index, 504, "resolving the host name timed out", EndReason::TimeoutResolve);
         return;
     case Phase::Connecting:
+        if (s.upstream_wait == UpstreamWait::Queued && s.parent != no_parent && parents_.is_down(s.parent, now_ms_)) {
+            if (parent_failed(index, "marked down while the request waited for a connection") != Step::Closed)
+                drive(index);
+            return;
+        }
         if (s.upstream_wait == UpstreamWait::Queued) {
             char detail[160], where[64];
             format_address(s.destination, where, sizeof where);

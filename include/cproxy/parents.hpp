@@ -56,6 +56,9 @@ public:
     bool mark_down(std::uint8_t parent, std::uint64_t until_ms) noexcept;
     // True once after a parent held down has answered again.
     bool mark_up(std::uint8_t parent) noexcept;
+    bool is_down(std::uint8_t parent, std::uint64_t now_ms) const noexcept {
+        return parent < states_.size() && states_[parent].down_until_ms > now_ms;
+    }
     std::uint32_t down(std::uint64_t now_ms) const noexcept;
 
 private:

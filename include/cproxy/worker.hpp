@@ -148,8 +148,8 @@ private:
     Step switch_protocols(std::uint32_t index) noexcept;
     Step open_parent_tunnel(std::uint32_t index) noexcept;
     void begin_tunnel(Session& s) noexcept;
-    // parent_route.cpp: requests through parent proxies
     Step use_parent(std::uint32_t index, std::uint8_t parent) noexcept;
+    // parent_route.cpp: requests through parent proxies
     // A parent that cannot be reached is held down for parent_down_time and
     // the request moves on: to the next parent up, else to the origin unless
     // never_direct.
@@ -157,6 +157,8 @@ private:
     bool retarget_head(Session& s, const Parent* next) noexcept;
     const Parent* current_parent(const Session& s) const noexcept;
     Step send_connect_to_parent(std::uint32_t index) noexcept;
+    Step refuse_without_parents(std::uint32_t index) noexcept;
+    void follow_parents_reload() noexcept;
     Step respond(std::uint32_t index) noexcept;
     Step linger(std::uint32_t index) noexcept;
     Step check_idle_upstream(std::uint32_t index) noexcept;

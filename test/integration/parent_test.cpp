@@ -11,6 +11,7 @@
 // the child (`--via child`).
 #include "stats_client.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <csignal>
 #include <cstdlib>
@@ -205,13 +206,14 @@ std::string reply_line(Conn& c, std::string* head_out = nullptr)
     return head->substr(0, head->find("\r\n"));
 }
 
-// A stand-in parent. It records every request; a CONNECT gets "200
-// Connection established" and then an echo of the tunnel's bytes (bytes that
-// came before its answer are noted: a child must wait for the 2xx), anything
-// else gets 200 "fake parent" on a kept-alive connection.
-Origin::Handler fake_parent()
+// A stand-in parent. It records every request; a CONNECT gets
+// `tunnel_answer` ("200 Connection established" unless told) and then an echo
+// of the tunnel's bytes (bytes that came before its answer are noted: a child
+// must wait for the 2xx), anything else gets 200 "fake parent" on a
+// kept-alive connection.
+Origin::Handler fake_parent(std::string tunnel_answer = "HTTP/1.1 200 Connection established\r\n\r\n")
 {
-    return [](Origin& self, Conn& conn) {
+    return [tunnel_answer](Origin& self, Conn& conn) {
         while (!self.stopping()) {
             auto q = conn.read_request(kWait);
             if (!q)
@@ -225,7 +227,7 @@ Origin::Handler fake_parent()
             }
             if (!conn.buffer().empty() || conn.fill(Ms(200)) > 0)
                 self.note("bytes before the 200");
-            if (!conn.send_all("HTTP/1.1 200 Connection established\r\n\r\n"))
+            if (!conn.send_all(tunnel_answer))
                 return;
             for (;;) {
                 if (conn.buffer().empty() && conn.fill(kWait) <= 0)
@@ -855,4 +857,95 @@ TEST_CASE("integration: parent: configuration errors name the place; a full pare
         INFO("stderr:\n" << r.err);
         CHECK(r.exit_code == 0);
     }
+}
+
+TEST_CASE("integration: parent: a parent's interim answer to CONNECT is dropped; its bytes after the 2xx are the tunnel's",
+          "[integration][parent]")
+{
+    Origin fake(fake_parent("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-Parent: yes\r\n\r\nFIRST|"));
+    Proxy child(child_args({fake.authority()}, {"--connect-ports", "any"}));
+    Conn c = child.connect();
+    REQUIRE(c.send_all(connect_req("127.0.0.1:" + std::to_string(unused_port()))));
+    auto head = c.read_until("\r\n\r\n");
+    REQUIRE(head);
+    // Exactly the answer a direct tunnel gets: no 100 before it, nothing of the parent's head.
+    CHECK(*head == "HTTP/1.1 200 Connection established\r\n\r\n");
+    auto first = c.read_exact(6);
+    REQUIRE(first);
+    CHECK(*first == "FIRST|");
+    REQUIRE(c.send_all("echo me"));
+    auto echoed = c.read_exact(7);
+    REQUIRE(echoed);
+    CHECK(*echoed == "echo me");
+}
+
+TEST_CASE("integration: parent: a reload that drops the parent a request is connecting to moves the request on",
+          "[integration][parent]")
+{
+    ScratchDir dir("cproxy-parent");
+    Origin o(target_origin());
+    HangListener hang;  // connections to it never complete
+    Proxy second(parent_args());
+    const std::string hang_addr = "127.0.0.1:" + std::to_string(hang.port());
+    const std::string conf = dir.write("cproxy.conf", "listen 127.0.0.1:0\naccess_log stderr\n"
+                                                      "parent " + hang_addr + "\nparent " + addr(second) + "\n");
+    Proxy child({"-c", conf});
+    // Equal weights: the first request goes to the first parent, and hangs there.
+    Conn c = child.connect();
+    auto started = Clock::now();
+    REQUIRE(c.send_all(get(o.url("/moved"), "Connection: close\r\n")));
+    // The child's own connection attempt (the listener's filler socket is in SYN-SENT too).
+    REQUIRE(wait_until([&] {
+        auto mine = socket_inodes(child.pid());
+        for (const auto& socket : tcp_sockets())
+            if (socket.remote == hang_addr && socket.state == kTcpSynSent &&
+                std::find(mine.begin(), mine.end(), socket.inode) != mine.end())
+                return true;
+        return false;
+    }));
+    dir.write("cproxy.conf", "listen 127.0.0.1:0\naccess_log stderr\nparent " + addr(second) + "\n");
+    ::kill(child.pid(), SIGHUP);
+    auto r = c.read_response();
+    INFO("child stderr:\n" << child.err());
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    CHECK(r->body == "/moved");
+    // Well before timeout_connect (10 s): the reload, not a timeout, moved it.
+    CHECK(elapsed_ms(started) < 5000);
+    CHECK(wait_logged(second, o.url("/moved")).size() == 1);
+    // A parent taken out of the list is not reported down.
+    CHECK(child.err().find(down_warning(hang_addr)) == std::string::npos);
+}
+
+TEST_CASE("integration: parent: requests queued for a parent that goes down fail over when their turn comes",
+          "[integration][parent]")
+{
+    Origin o(target_origin());
+    HangListener hang;
+    Proxy second(parent_args());
+    const std::string hang_addr = "127.0.0.1:" + std::to_string(hang.port());
+    // Weights 10 and 1: both requests choose the hanging parent, where one
+    // connection at a time is allowed, so the second waits for the first's.
+    Proxy child(child_args({hang_addr + " weight 10", addr(second)},
+                           {"--upstream-max-connections", "1", "--timeout-connect", "1s"}));
+    Conn first = child.connect();
+    REQUIRE(first.send_all(get(o.url("/first"), "Connection: close\r\n")));
+    std::this_thread::sleep_for(Ms(300));
+    Conn queued = child.connect();
+    auto queued_at = Clock::now();
+    REQUIRE(queued.send_all(get(o.url("/queued"), "Connection: close\r\n")));
+    auto r1 = first.read_response();
+    auto r2 = queued.read_response();
+    long long waited = elapsed_ms(queued_at);
+    INFO("child stderr:\n" << child.err());
+    REQUIRE(r1);
+    REQUIRE(r2);
+    CHECK(r1->status == 200);
+    CHECK(r2->status == 200);
+    // The first request's connect timed out about 0.7 s after the second
+    // was sent; the place it gave up passed to the second, which then must
+    // not spend another timeout_connect on the parent just marked down.
+    CHECK(waited < 1500);
+    CHECK(occurrences(child.err(), down_warning(hang_addr)) == 1);
+    CHECK(wait_logged(second, o.url("/queued")).size() == 1);
 }

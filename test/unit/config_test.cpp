@@ -510,6 +510,9 @@ TEST_CASE("config: bad parent settings name the line and the problem") {
     CHECK(only_error(load({"--parent", "127.0.0.1:8888"})) ==
           "--parent: parent 127.0.0.1:8888 is this proxy's own listen address");
     CHECK(only_error(load({"--parent-for", "example.com"})) == "--parent-for: needs at least one parent");
+    CHECK(only_error(load({"-l", "0.0.0.0:3128", "--allow", "10.0.0.0/8", "--parent", "127.0.0.1:3128"})) ==
+          "--parent: parent 127.0.0.1:3128 is this proxy's own listen address");
+    CHECK(load({"-l", "0.0.0.0:3128", "--allow", "10.0.0.0/8", "--parent", "127.0.0.1:3129"}).errors.empty());
     std::string many;
     for (int i = 1; i <= 33; ++i) many += "parent 127.0.0.1:" + std::to_string(3000 + i) + "\n";
     CHECK(error_for(many) == file + ":33: parent: more than 32 parents");

@@ -76,6 +76,8 @@ TEST_CASE("parents: bad destination lists name the bad item") {
     CHECK(problem.find("'a..b'") != std::string::npos);
     parse_destination_list("10.0.0.0/33", problem);
     CHECK(problem.find("'10.0.0.0/33'") != std::string::npos);
+    parse_destination_list("all", problem);
+    CHECK(problem == "'all' is not a domain name, IP address or CIDR block");
     parse_destination_list(" , ", problem);
     CHECK(problem == "expected domain names, IP addresses or CIDR blocks");
     parse_destination_list(std::string(254, 'a'), problem);
