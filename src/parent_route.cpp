@@ -79,18 +79,30 @@ bool Worker::retarget_head(Session& s, const Parent* next) noexcept {
         if (s.replay_length != 0) s.replay_length = static_cast<std::uint32_t>(s.replay_length + change);
         return true;
     };
-    std::size_t head_end = s.request->view().find("\r\n\r\n");
+    // A Proxy-Authorization line ending the head is the parent's: the
+    // client's own never passes.
+    constexpr std::string_view credentials = "Proxy-Authorization: ";
+    std::string_view head = s.request->view();
+    std::size_t head_end = head.find("\r\n\r\n");
     if (head_end == std::string_view::npos) return false;
-    std::uint32_t auth_at = static_cast<std::uint32_t>(head_end + 2) - s.parent_auth_length;
+    std::size_t last_line = head.rfind("\r\n", head_end - 1) + 2;
+    std::uint32_t old_length = head.substr(last_line).starts_with(credentials)
+                                   ? static_cast<std::uint32_t>(head_end + 2 - last_line)
+                                   : 0;
     int length = 0;
     if (next && !next->authorization.empty())
-        length = std::snprintf(scratch_.get(), scratch_size_, "Proxy-Authorization: %s\r\n", next->authorization.c_str());
+        length = std::snprintf(scratch_.get(), scratch_size_, "%s%s\r\n", credentials.data(), next->authorization.c_str());
     if (length < 0 || static_cast<std::uint32_t>(length) >= scratch_size_) return false;
-    if (!edit(auth_at, s.parent_auth_length, {scratch_.get(), static_cast<std::size_t>(length)})) return false;
-    s.parent_auth_length = static_cast<std::uint32_t>(length);
+    if (!edit(static_cast<std::uint32_t>(head_end + 2) - old_length, old_length,
+              {scratch_.get(), static_cast<std::size_t>(length)}))
+        return false;
     if (next) return true;
+    // "http://authority" before the path goes: the origin gets origin-form.
+    auto url = forward::parse_http_url(request_target(s.request->view()));
+    if (!url) return false;
+    std::uint32_t prefix_length = static_cast<std::uint32_t>(std::string_view("http://").size() + url->authority.size());
     std::uint32_t target_at = static_cast<std::uint32_t>(s.request->view().find(' ') + 1);
-    if (!edit(target_at, s.parent_prefix_length, {})) return false;
+    if (!edit(target_at, prefix_length, {})) return false;
     s.head_for_parent = false;
     return_large_buffer(s);
     return true;
@@ -145,7 +157,6 @@ Worker::Step Worker::send_connect_to_parent(std::uint32_t index) noexcept {
     s.request_unsent = static_cast<std::uint32_t>(length);
     s.request_complete = true;
     s.replay_length = 0;
-    s.tunnel_via_parent = true;
     s.phase = Phase::Exchanging;
     s.phase_started_ms = now_ms_;
     return Step::Progress;

@@ -166,7 +166,7 @@ void Worker::start_reading_head(Session& s) noexcept {
     s.client_bytes_pending = false;
     s.replay_length = 0;
     s.head_method = s.connect_method = s.upgrade_requested = false;
-    s.head_for_parent = s.tunnel_via_parent = false;
+    s.head_for_parent = false;
     s.status = 0;
     s.end = EndReason::Done;
     if (s.request) {
@@ -482,14 +482,11 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
         return fail(index, 400, "unsupported request target", EndReason::BadRequest);
     }
     if (step == Step::Closed || s.phase == Phase::Responding) return step;
-    if (const Parent* parent = s.parent != no_parent ? current_parent(s) : nullptr) {
+    if (const Parent* parent = current_parent(s)) {
         // A parent proxy gets the absolute-form target (RFC 9112 §3.2.2), whose authority Host repeats.
         rewrite.absolute_authority = rewrite.host;
         rewrite.proxy_authorization = parent->authorization;
         s.head_for_parent = true;
-        s.parent_prefix_length = static_cast<std::uint32_t>(std::string_view("http://").size() + rewrite.host.size());
-        s.parent_auth_length = parent->authorization.empty() ? 0 : static_cast<std::uint32_t>(
-            std::string_view("Proxy-Authorization: \r\n").size() + parent->authorization.size());
     }
 
     // The destination is settled (and any name copied to the resolver), so the
@@ -760,7 +757,7 @@ Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
 
 Worker::Step Worker::on_upstream_ready(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
-    if (const Parent* parent = s.parent != no_parent && !s.upstream_reused ? current_parent(s) : nullptr)
+    if (const Parent* parent = s.upstream_reused ? nullptr : current_parent(s))
         if (parents_.mark_up(s.parent)) log_info("parent proxy %s is up again", parent->name.c_str());
     if (s.connect_method && s.parent != no_parent) return send_connect_to_parent(index);
     if (!s.connect_method) {
@@ -919,7 +916,8 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
             s.close_after_response = true;
             return fail(index, 502, detail, EndReason::UpstreamBadResponse);
         }
-        if (s.tunnel_via_parent) {
+        // Only a CONNECT sent on to a parent proxy is exchanged: its 2xx opens the tunnel.
+        if (s.connect_method) {
             if (head.status >= 200 && head.status < 300) return open_parent_tunnel(index);
             if (head.status == 101) break;
             if (head.status < 200) {

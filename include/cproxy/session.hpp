@@ -14,6 +14,10 @@
 //   │      close ◄────────────────────────────────┴──────────┘               ▼
 //   └──────────────(response complete, keep-alive)────────────────────── Exchanging
 //
+// Exchanging also leads to Tunnel: on a 101 the client asked for, and on a
+// parent proxy's 2xx to the CONNECT it was sent (a CONNECT through a parent is
+// exchanged like a request first).
+//
 // An idle keep-alive session (ReadingHead, nothing buffered) holds its slot, its
 // client socket and possibly one kept upstream socket: no buffer, no pipe.
 #pragma once
@@ -108,18 +112,13 @@ struct Session {
     std::uint64_t bytes_out = 0;  // this request, to the client
     std::uint32_t request_unsent = 0;   // bytes at request->data() that belong upstream
     std::uint32_t response_unsent = 0;  // bytes at response->data() that belong to the client
-    std::uint32_t head_length = 0;      // the request head as received
+    std::uint32_t head_length = 0;      // the request head as received (until it is rewritten)
     // A bodiless idempotent request's rewritten head, kept in `request` until
     // the response begins, for one replay if a reused upstream connection
     // turns out closed (0: no replay possible).
     std::uint32_t replay_length = 0;
     std::uint16_t status = 0;
     std::uint16_t target_port = 0;      // the destination's port, while names become addresses
-    // The head written for a parent differs from the origin's by
-    // "http://authority" before the path and the Proxy-Authorization line
-    // that ends it: a failover edits just those.
-    std::uint32_t parent_prefix_length = 0;
-    std::uint32_t parent_auth_length = 0;
     std::uint32_t parents_failed = 0;   // this request's, bit i for parent i
     std::uint8_t parent = no_parent;    // the parent proxy this request goes through
     std::uint8_t next_candidate = 0;    // in `candidates`
@@ -157,7 +156,6 @@ struct Session {
     bool connect_method = false;
     bool upgrade_requested = false;  // Upgrade forwarded: a 101 turns the session into a tunnel
     bool head_for_parent = false;    // the request head in `request` is written for `parent`
-    bool tunnel_via_parent = false;  // a CONNECT sent on to the parent: its 2xx opens the tunnel
     bool close_after_response = false;
     bool retry_queued = false;
     bool in_request = false;         // a request is being handled: log it when it ends

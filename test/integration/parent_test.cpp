@@ -949,3 +949,64 @@ TEST_CASE("integration: parent: requests queued for a parent that goes down fail
     CHECK(occurrences(child.err(), down_warning(hang_addr)) == 1);
     CHECK(wait_logged(second, o.url("/queued")).size() == 1);
 }
+
+TEST_CASE("integration: parent: a parent switching protocols on a CONNECT is an invalid answer: 502",
+          "[integration][parent]")
+{
+    Origin fake(fake_parent("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"));
+    Proxy child(child_args({fake.authority()}, {"--connect-ports", "any"}));
+    Conn c = child.connect();
+    REQUIRE(c.send_all(connect_req("127.0.0.1:" + std::to_string(unused_port()))));
+    auto r = c.read_response();
+    REQUIRE(r);
+    CHECK(r->status == 502);
+    CHECK(r->body.find("invalid response") != std::string::npos);
+    CHECK(c.wait_closed());
+}
+
+TEST_CASE("integration: parent: a head written for a parent that does not answer is rewritten for the next hop",
+          "[integration][parent]")
+{
+    HangListener hang;  // connections to it never complete: the head is already written when it fails
+    const std::string hang_addr = "127.0.0.1:" + std::to_string(hang.port());
+
+    SECTION("to the next parent, with that parent's own credentials")
+    {
+        Origin fake(fake_parent());
+        Proxy child(child_args({hang_addr + " auth first:one weight 10", fake.authority() + " auth second:two"},
+                               {"--timeout-connect", "500ms"}));
+        Conn c = child.connect();
+        REQUIRE(c.send_all("POST http://127.0.0.1:9/path?q=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"));
+        auto r = c.read_response();
+        INFO("child stderr:\n" << child.err());
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        REQUIRE(fake.wait_requests(1));
+        const HttpRequest q = fake.requests().at(0);
+        INFO("parent saw:\n" << q.raw_head);
+        CHECK(q.target == "http://127.0.0.1:9/path?q=1");
+        CHECK(q.count("Proxy-Authorization") == 1);
+        CHECK(q.header("Proxy-Authorization") == basic("second:two"));
+        CHECK(q.raw_head.find(base64("first:one")) == std::string::npos);
+        CHECK(q.body == "hello");
+    }
+    SECTION("to the origin, in origin-form and without credentials")
+    {
+        Origin o(http_origin([](const HttpRequest& q) { return Reply{http_response(200, q.body)}; }));
+        Proxy child(child_args({hang_addr + " auth first:one"}, {"--timeout-connect", "500ms"}));
+        Conn c = child.connect();
+        REQUIRE(c.send_all("POST " + o.url("/path?q=1") + " HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"));
+        auto r = c.read_response();
+        INFO("child stderr:\n" << child.err());
+        REQUIRE(r);
+        CHECK(r->status == 200);
+        CHECK(r->body == "hello");
+        REQUIRE(o.wait_requests(1));
+        const HttpRequest q = o.requests().at(0);
+        INFO("origin saw:\n" << q.raw_head);
+        CHECK(q.target == "/path?q=1");
+        CHECK(q.count("Proxy-Authorization") == 0);
+        CHECK(q.raw_head.find(base64("first:one")) == std::string::npos);
+        CHECK(q.header("Host") == o.authority());
+    }
+}
