@@ -61,7 +61,7 @@ SAN_OBJ    := $(SRC:%.cpp=build/asan/%.o)
 SAN_LIB    := $(LIB_SRC:%.cpp=build/asan/%.o)
 TEST_OBJ   := $(TEST_SRC:%.cpp=build/asan/%.o) build/asan/test/catch_main.o
 
-.PHONY: all check bench bench-deps clean install uninstall dist deb help fuzz fuzz-merge FORCE
+.PHONY: all check check-build test-deps bench bench-deps clean install uninstall dist deb help fuzz fuzz-merge FORCE
 all: $(BIN)
 
 $(BIN): $(REL_OBJ)
@@ -113,8 +113,20 @@ FUZZ_REPLAY  := $(FUZZ_NAMES:%=build/asan/fuzz/%-replay)
 # print its "rm" after the test summary line, which must end the output.
 .SECONDARY: $(FUZZ_NAMES:%=build/asan/test/fuzz/%_fuzz.o) build/asan/test/fuzz/replay.o
 
-check: cproxy build/asan/cproxy build/asan/cproxy-tests $(FUZZ_REPLAY)
+# The test tools are checked (and, as root, installed) before anything is
+# compiled, so a machine without them learns it in a second, not after the
+# build; test/packages lists them. The build takes one job per CPU unless
+# -j says otherwise.
+CHECK_JOBS  = $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc))
+check:
+	$(Q)test/deps check
+	$(Q)$(MAKE) --no-print-directory $(CHECK_JOBS) check-build
 	$(Q)CPROXY_BIN=build/asan/cproxy test/run build/asan/cproxy-tests
+
+check-build: cproxy build/asan/cproxy build/asan/cproxy-tests $(FUZZ_REPLAY)
+
+test-deps:
+	$(Q)test/deps check
 
 build/fuzz/%.o: %.cpp
 	@mkdir -p $(@D)
@@ -165,7 +177,7 @@ bench: cproxy build/loadgen build/dns-responder
 	$(Q)bench/run
 
 bench-deps:
-	$(Q)bench/deps
+	$(Q)test/deps bench
 
 # Installs like a package: the config file is installed once and never
 # overwritten; the unit gets the configured paths. The unit runs as user
@@ -243,7 +255,8 @@ clean:
 	rm -rf build cproxy cproxy-*.tar.gz cproxy_*.deb
 
 help:
-	@echo "targets: all (default) check bench bench-deps install uninstall dist deb fuzz fuzz-merge clean"
+	@echo "targets: all (default) check test-deps bench bench-deps install uninstall dist deb fuzz fuzz-merge clean"
+	@echo "  check      every test; first installs test/packages' check lines if root (test-deps)"
 	@echo "  fuzz       each libFuzzer harness for FUZZ_SECONDS=$(FUZZ_SECONDS) (needs clang)"
 	@echo "  install    binary, man pages, unit, logrotate file; config only if absent"
 	@echo "  uninstall  removes them, keeps the config"
