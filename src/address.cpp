@@ -39,6 +39,19 @@ bool SocketAddress::is_unspecified() const noexcept {
     return false;
 }
 
+SocketAddress unmapped(const SocketAddress& address) noexcept {
+    if (address.family() != AF_INET6) return address;
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address.storage);
+    if (!IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) return address;
+    SocketAddress v4;
+    auto* in4 = reinterpret_cast<sockaddr_in*>(&v4.storage);
+    in4->sin_family = AF_INET;
+    in4->sin_port = v6->sin6_port;
+    std::memcpy(&in4->sin_addr, v6->sin6_addr.s6_addr + 12, 4);
+    v4.length = sizeof(sockaddr_in);
+    return v4;
+}
+
 std::span<const std::uint8_t> ip_bytes(const SocketAddress& address) noexcept {
     if (address.family() == AF_INET6)
         return {reinterpret_cast<const std::uint8_t*>(&reinterpret_cast<const sockaddr_in6*>(address.get())->sin6_addr),
@@ -148,7 +161,7 @@ std::optional<SocketAddress> parse_ip_literal(std::string_view host, std::uint16
         v6->sin6_family = AF_INET6;
         v6->sin6_port = htons(port);
         address.length = sizeof(sockaddr_in6);
-        return address;
+        return unmapped(address);
     }
     return std::nullopt;
 }

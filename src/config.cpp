@@ -123,6 +123,7 @@ std::string resolve_host_port(const HostPort& host_port, SocketAddress& address)
     std::memcpy(&address.storage, result->ai_addr, length);
     address.length = length;
     address.set_port(host_port.port);
+    address = unmapped(address);
     ::freeaddrinfo(result);
     return {};
 }
@@ -370,6 +371,7 @@ bool is_token(std::string_view text) {
 }
 
 std::string apply_via(Config& config, std::string_view value) {
+    config.via_generated = value == "on";
     if (value == "on") config.via = "cproxy";
     else if (value == "off") config.via.clear();
     else if (is_token(value)) config.via = std::string(value);
@@ -493,12 +495,12 @@ const Directive directives[] = {
     {"max_headers", "N", "most field lines in a request head, up to 256 (default 100)", apply_max_headers},
     {"access_log", "PATH", "one line per request: a file, stderr or off (default off)",
      apply_path_or_off<&Config::access_log>},
-    {"error_log", "PATH", "a file, stderr or syslog (default stderr)", apply_error_log},
+    {"error_log", "PATH", "a file, stderr, syslog or syslog:SOCKET (default stderr)", apply_error_log},
     {"log_level", "LEVEL", "error, warning, info or debug (default info)", apply_log_level},
     {"pid_file", "PATH", "write the process id here (default off)", apply_path_or_off<&Config::pid_file>},
     {"user", "NAME", "switch to this user after binding, when started as root", apply_name<&Config::user>},
     {"group", "NAME", "switch to this group (default: the user's)", apply_name<&Config::group>},
-    {"via", "on|off|NAME", "the Via field's name, or none (default on: cproxy)", apply_via},
+    {"via", "on|off|NAME", "the Via field's name, or none (default on: cproxy-HASH, this instance's own)", apply_via},
     {"forwarded", "off|xff|rfc7239", "tell servers the client's address: X-Forwarded-For or\n"
                                       "Forwarded (RFC 7239); default off, for clients' privacy",
      apply_forwarded},
@@ -669,7 +671,15 @@ std::string open_proxy_problem(const Config& config) {
     bool clients_restricted = !config.auth.empty();
     for (const AccessRule& rule : config.access_rules) clients_restricted |= rule.allow;
     for (const ListenAddress& listen : config.listen) {
-        if (listen.address.is_loopback() || clients_restricted) continue;
+        if (clients_restricted) continue;
+        // A balancer in front forwards whoever reaches it, so a loopback
+        // address restricts nothing there; proxy_trusted names the balancers,
+        // not the clients.
+        if (listen.proxy_protocol)
+            return "refusing to run an open proxy: listen " + to_string(listen.address) +
+                   " proxy_protocol takes clients from a load balancer, and no auth, auth_file or allow rule "
+                   "restricts who may use it";
+        if (listen.address.is_loopback()) continue;
         return "refusing to run an open proxy: listen " + to_string(listen.address) +
                " is not a loopback address and no auth, auth_file or allow rule restricts who may use it";
     }

@@ -40,6 +40,7 @@
 #include "cproxy/http_parser.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 namespace cproxy::http {
 namespace {
@@ -657,15 +658,26 @@ void ChunkedDecoder::reset() noexcept {
 }
 
 ChunkedDecoder::Result ChunkedDecoder::feed(std::string_view input) noexcept {
+    return run(input, nullptr);
+}
+
+ChunkedDecoder::Result ChunkedDecoder::decode(char* data, std::size_t size) noexcept {
+    return run({data, size}, data);
+}
+
+// `out`, when given, is where the chunk data goes: at or before its place in
+// `input` (never past it), so moving it down in place is safe.
+ChunkedDecoder::Result ChunkedDecoder::run(std::string_view input, char* out) noexcept {
     auto state = static_cast<ChunkState>(state_);
-    if (state == ChunkState::Done) return {0, ParseStatus::Done};
-    if (state == ChunkState::Failed) return {0, ParseStatus::Error};
+    if (state == ChunkState::Done) return {0, ParseStatus::Done, 0};
+    if (state == ChunkState::Failed) return {0, ParseStatus::Error, 0};
 
     std::size_t pos = 0;
+    std::size_t produced = 0;
     // On error, `consumed` is the offset of the offending byte.
     auto fail = [&]() -> Result {
         state_ = static_cast<std::uint8_t>(ChunkState::Failed);
-        return {pos, ParseStatus::Error};
+        return {pos, ParseStatus::Error, produced};
     };
 
     while (pos < input.size()) {
@@ -673,6 +685,10 @@ ChunkedDecoder::Result ChunkedDecoder::feed(std::string_view input) noexcept {
             // Chunk data is opaque: skip it whole instead of byte by byte.
             const std::uint64_t available = input.size() - pos;
             const std::uint64_t take = std::min(remaining_, available);
+            if (out) {
+                std::memmove(out + produced, input.data() + pos, static_cast<std::size_t>(take));
+                produced += static_cast<std::size_t>(take);
+            }
             pos += static_cast<std::size_t>(take);
             remaining_ -= take;
             if (remaining_ == 0) state = ChunkState::DataCr;
@@ -829,7 +845,7 @@ ChunkedDecoder::Result ChunkedDecoder::feed(std::string_view input) noexcept {
         case ChunkState::FinalLf:
             if (c != '\n') return fail();
             state_ = static_cast<std::uint8_t>(ChunkState::Done);
-            return {pos + 1, ParseStatus::Done};
+            return {pos + 1, ParseStatus::Done, produced};
         case ChunkState::Done:
         case ChunkState::Failed:
             break;  // returned before the loop
@@ -837,7 +853,7 @@ ChunkedDecoder::Result ChunkedDecoder::feed(std::string_view input) noexcept {
         ++pos;
     }
     state_ = static_cast<std::uint8_t>(state);
-    return {pos, ParseStatus::Partial};
+    return {pos, ParseStatus::Partial, produced};
 }
 
 // ---- field helpers -----------------------------------------------------------
@@ -902,15 +918,37 @@ std::optional<std::uint64_t> parse_content_length(std::string_view value) noexce
 namespace {
 
 // What the framing fields of a head say, before the request/response rules.
+// Empty list elements are dropped (RFC 9110 §5.6.1); equal Content-Length
+// values, in one field or several, stand for one (RFC 9110 §8.6).
 struct FramingFields {
     bool has_transfer_encoding = false;
+    bool codings_valid = true;          // every coding a token
     std::size_t coding_count = 0;       // non-empty elements over all TE fields
     std::size_t chunked_count = 0;      // of which "chunked"
     bool last_coding_chunked = false;
     bool has_content_length = false;
     bool content_length_valid = true;   // every element a number, all equal
     std::uint64_t content_length = 0;
+    bool lookalike_name = false;        // "Content_Length" or "Transfer_Encoding", any case
 };
+
+bool is_token(std::string_view text) noexcept {
+    if (text.empty()) return false;
+    for (char ch : text)
+        if (!has_class(static_cast<unsigned char>(ch), token_char)) return false;
+    return true;
+}
+
+// A name that differs from `framing_name` only in '_' for '-' (and case):
+// some servers read both spellings as the same variable.
+bool underscore_spelling_of(std::string_view name, std::string_view framing_name) noexcept {
+    if (name.size() != framing_name.size() || name.find('_') == std::string_view::npos) return false;
+    for (std::size_t i = 0; i < name.size(); ++i) {
+        char c = name[i] == '_' ? '-' : name[i];
+        if (!iequals({&c, 1}, framing_name.substr(i, 1))) return false;
+    }
+    return true;
+}
 
 FramingFields read_framing_fields(const Header* headers, std::size_t count) noexcept {
     FramingFields fields;
@@ -922,76 +960,125 @@ FramingFields read_framing_fields(const Header* headers, std::size_t count) noex
             for_each_element(header.value, [&](std::string_view coding) noexcept {
                 if (coding.empty()) return true;
                 ++fields.coding_count;
+                fields.codings_valid = fields.codings_valid && is_token(coding);
                 fields.last_coding_chunked = iequals(coding, "chunked");
                 if (fields.last_coding_chunked) ++fields.chunked_count;
                 return true;
             });
         } else if (iequals(header.name, "content-length")) {
             fields.has_content_length = true;
-            // RFC 9110 §8.6 lets "5, 5" (or repeated fields) stand for 5; an
-            // empty element is not a length, so it invalidates the field.
             fields.content_length_valid =
                 fields.content_length_valid &&
                 for_each_element(header.value, [&](std::string_view element) noexcept {
+                    if (element.empty()) return true;
                     const auto length = parse_content_length(element);
                     if (!length || (agreed && *agreed != *length)) return false;
                     agreed = length;
                     return true;
                 });
+        } else if (underscore_spelling_of(header.name, "content-length") ||
+                   underscore_spelling_of(header.name, "transfer-encoding")) {
+            fields.lookalike_name = true;
         }
     }
     if (agreed) fields.content_length = *agreed;
+    else if (fields.has_content_length) fields.content_length_valid = false;  // only empty elements
     return fields;
 }
 
 std::optional<Framing> framing_from_length(const FramingFields& fields) noexcept {
     if (!fields.content_length_valid) return std::nullopt;
+    Framing framing{BodyKind::Length, fields.content_length};
+    framing.content_length = true;
     // A zero length is reported as no body at all: callers need no special case.
-    if (fields.content_length == 0) return Framing{BodyKind::None, 0};
-    return Framing{BodyKind::Length, fields.content_length};
+    if (fields.content_length == 0) framing.kind = BodyKind::None;
+    return framing;
+}
+
+// A validated coding list, as the response writer re-emits it.
+Framing coded(BodyKind kind, const FramingFields& fields) noexcept {
+    Framing framing{kind, 0};
+    framing.transfer_coding = true;
+    framing.ends_chunked = fields.last_coding_chunked;
+    return framing;
+}
+
+// Validity of a response's coding list: tokens, and chunked at most once and
+// only last (a proxy cannot re-frame anything else unambiguously).
+bool response_codings_valid(const FramingFields& fields) noexcept {
+    return fields.coding_count > 0 && fields.codings_valid &&
+           (fields.chunked_count == 0 || (fields.chunked_count == 1 && fields.last_coding_chunked));
+}
+
+RequestFraming refuse(std::uint16_t status, const char* reason) noexcept {
+    RequestFraming result;
+    result.refusal = status;
+    result.reason = reason;
+    return result;
 }
 
 }  // namespace
 
-std::optional<Framing> request_framing(const RequestHead& head) noexcept {
+RequestFraming request_framing(const RequestHead& head) noexcept {
     const FramingFields fields = read_framing_fields(head.headers.data(), head.header_count);
+    if (fields.lookalike_name)
+        return refuse(400, "a field named like Content-Length or Transfer-Encoding with '_' for '-'");
+    RequestFraming result;
     if (fields.has_transfer_encoding) {
         // Both framings at once is the classic smuggling setup (RFC 9112 §6.3
         // lets a server reject it). RFC 9112 §6.1: TE in an HTTP/1.0 message
-        // means faulty framing. And although "gzip, chunked" is valid, an
-        // upstream that does not know gzip may frame it differently than we
-        // do, so only the single coding "chunked" is accepted.
-        if (fields.has_content_length || head.version_minor == 0) return std::nullopt;
-        if (fields.coding_count != 1 || !fields.last_coding_chunked) return std::nullopt;
-        return Framing{BodyKind::Chunked, 0};
+        // means faulty framing.
+        if (fields.has_content_length) return refuse(400, "both Content-Length and Transfer-Encoding");
+        if (head.version_minor == 0) return refuse(400, "Transfer-Encoding in an HTTP/1.0 request");
+        // RFC 9112 §6.3: a request whose final coding is not chunked has no
+        // reliable length: 400 and close.
+        if (fields.coding_count == 0 || !fields.codings_valid || !fields.last_coding_chunked ||
+            fields.chunked_count > 1)
+            return refuse(400, "invalid Transfer-Encoding");
+        // "gzip, chunked" is valid, but an upstream that does not know gzip may
+        // frame it differently than cproxy does: a coding cproxy does not
+        // implement is 501 (RFC 9112 §6.1).
+        if (fields.coding_count != 1) return refuse(501, "only the transfer coding chunked is supported");
+        result.framing = coded(BodyKind::Chunked, fields);
+        return result;
     }
-    if (fields.has_content_length) return framing_from_length(fields);
-    return Framing{BodyKind::None, 0};
+    if (fields.has_content_length) {
+        auto framing = framing_from_length(fields);
+        if (!framing) return refuse(400, "invalid Content-Length");
+        result.framing = *framing;
+    }
+    return result;
 }
 
 std::optional<Framing> response_framing(const ResponseHead& head,
                                         std::string_view request_method) noexcept {
-    // RFC 9112 §6.3 items 1-2; the method is case-sensitive (RFC 9110 §9.1).
-    if (request_method == "HEAD") return Framing{BodyKind::None, 0};
-    if ((head.status >= 100 && head.status < 200) || head.status == 204 || head.status == 304) {
-        return Framing{BodyKind::None, 0};
-    }
+    const bool informational = head.status >= 100 && head.status < 200;
+    // 1xx and 204 carry no framing fields at all (RFC 9110 §8.6, §6.4.1).
+    if (informational || head.status == 204) return Framing{BodyKind::None, 0};
     const FramingFields fields = read_framing_fields(head.headers.data(), head.header_count);
+    // RFC 9112 §6.3 items 1-2; the method is case-sensitive (RFC 9110 §9.1).
+    // Their fields describe the body a GET would get: kept when valid.
+    if (request_method == "HEAD" || head.status == 304) {
+        if (fields.has_transfer_encoding) {
+            if (response_codings_valid(fields)) return coded(BodyKind::None, fields);
+            return Framing{BodyKind::None, 0};
+        }
+        auto framing = fields.has_content_length ? framing_from_length(fields) : std::nullopt;
+        Framing bodiless{BodyKind::None, 0};
+        if (framing) {
+            bodiless.content_length = true;
+            bodiless.length = fields.content_length;
+        }
+        return bodiless;
+    }
     if (fields.has_transfer_encoding) {
         // RFC 9112 §6.3 says TE overrides CL, but a proxy that relays such a
         // response lets the next hop pick the other reading: refuse it (502).
-        if (fields.has_content_length) return std::nullopt;
-        if (fields.coding_count == 0) return std::nullopt;
+        if (fields.has_content_length || !response_codings_valid(fields)) return std::nullopt;
         // RFC 9112 §6.1: an HTTP/1.0 message with TE has faulty framing; the
         // body of a 1.0 response can only end with the connection.
-        if (head.version_minor == 0) return Framing{BodyKind::UntilClose, 0};
-        if (fields.last_coding_chunked) {
-            // chunked applied twice is forbidden (RFC 9112 §6.1).
-            if (fields.chunked_count > 1) return std::nullopt;
-            return Framing{BodyKind::Chunked, 0};
-        }
-        // Final coding not chunked: the body ends when the server closes.
-        return Framing{BodyKind::UntilClose, 0};
+        if (head.version_minor == 0 || !fields.last_coding_chunked) return coded(BodyKind::UntilClose, fields);
+        return coded(BodyKind::Chunked, fields);
     }
     if (fields.has_content_length) return framing_from_length(fields);
     return Framing{BodyKind::UntilClose, 0};

@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -26,6 +28,13 @@ namespace {
 std::atomic<int> error_fd = STDERR_FILENO;
 std::atomic<bool> error_to_syslog = false;
 std::atomic<LogLevel> error_level = LogLevel::Info;
+// The syslog socket: a non-blocking datagram socket connected to the syslog
+// daemon's (/dev/log by default). syslog(3) blocks while the daemon's queue
+// is full, which would stall a worker; a message that finds the queue full
+// is dropped here instead, and counted.
+std::atomic<int> syslog_fd = -1;
+std::atomic<std::uint64_t> syslog_dropped = 0;
+constexpr std::string_view syslog_prefix = "syslog:";
 
 // ISO 8601 UTC with milliseconds: "2026-11-24T16:15:28.123Z".
 std::size_t format_now(char* out, std::size_t capacity) noexcept {
@@ -58,13 +67,30 @@ int syslog_priority(LogLevel level) noexcept {
     return LOG_INFO;
 }
 
+// RFC 3164 framing, as syslog(3) writes it: "<PRI>Mmm dd hh:mm:ss cproxy[PID]: text".
+void send_to_syslog(LogLevel level, const char* format, va_list args) noexcept {
+    char line[1024];
+    timespec now;
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    tm parts;
+    ::localtime_r(&now.tv_sec, &parts);
+    char stamp[32];
+    ::strftime(stamp, sizeof stamp, "%b %e %H:%M:%S", &parts);
+    int n = std::snprintf(line, sizeof line, "<%d>%s cproxy[%d]: ", LOG_DAEMON | syslog_priority(level), stamp,
+                          ::getpid());
+    std::size_t length = n > 0 ? static_cast<std::size_t>(n) : 0;
+    n = std::vsnprintf(line + length, sizeof line - length, format, args);
+    if (n > 0) length = std::min(length + static_cast<std::size_t>(n), sizeof line - 1);
+    if (::send(syslog_fd.load(std::memory_order_relaxed), line, length, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+        syslog_dropped.fetch_add(1, std::memory_order_relaxed);
+}
+
 void vlog(LogLevel level, const char* format, va_list args) noexcept {
     if (level > error_level) return;
     char line[1024];
     std::size_t length = 0;
     if (error_to_syslog) {
-        std::vsnprintf(line, sizeof line, format, args);
-        ::syslog(syslog_priority(level), "%s", line);
+        send_to_syslog(level, format, args);
         return;
     }
     length = format_now(line, sizeof line);
@@ -84,8 +110,27 @@ Fd open_log_file(const std::string& path) {
     return fd;
 }
 
+bool is_syslog(std::string_view destination) noexcept {
+    return destination == "syslog" || destination.substr(0, syslog_prefix.size()) == syslog_prefix;
+}
+
 bool is_file(const std::string& destination) noexcept {
-    return !destination.empty() && destination != "stderr" && destination != "syslog";
+    return !destination.empty() && destination != "stderr" && !is_syslog(destination);
+}
+
+// "syslog" is /dev/log; "syslog:PATH" another socket (a container's, say).
+Fd open_syslog(std::string_view destination) {
+    std::string path = destination == "syslog" ? "/dev/log" : std::string(destination.substr(syslog_prefix.size()));
+    Fd socket(::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    if (!socket || path.size() >= sizeof address.sun_path)
+        throw std::system_error(socket ? ENAMETOOLONG : errno, std::generic_category(), "syslog socket " + path);
+    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+    if (::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+        throw std::system_error(errno, std::generic_category(), "cannot connect to the syslog socket " + path);
+    ::tzset();  // localtime_r reads the zone once, here, not in a worker
+    return socket;
 }
 
 }  // namespace
@@ -137,10 +182,10 @@ void log_debug(const char* format, ...) noexcept {
 
 void LogFiles::open(const std::string& access_log, const std::string& error_log, LogLevel level) {
     Fd access = is_file(access_log) ? open_log_file(access_log) : Fd();
-    Fd error = is_file(error_log) ? open_log_file(error_log) : Fd();
-    if (error_log == "syslog" && !error_to_syslog) ::openlog("cproxy", LOG_PID | LOG_NDELAY, LOG_DAEMON);
-    error_to_syslog = error_log == "syslog";
-    error_fd = error ? error.get() : STDERR_FILENO;
+    Fd error = is_file(error_log) ? open_log_file(error_log) : is_syslog(error_log) ? open_syslog(error_log) : Fd();
+    error_to_syslog = is_syslog(error_log);
+    if (error_to_syslog) syslog_fd = error.get();
+    error_fd = error && !error_to_syslog ? error.get() : STDERR_FILENO;
     error_level = level;
     access_path_ = access_log;
     error_path_ = error_log;
@@ -181,14 +226,15 @@ int LogFiles::access_fd() const noexcept {
 
 void LogFiles::change_owner(uid_t uid, gid_t gid) const noexcept {
     for (const Fd* file : {&access_, &error_})
-        if (*file && ::fchown(file->get(), uid, gid) != 0)
+        if (*file && (file == &access_ || !error_to_syslog) && ::fchown(file->get(), uid, gid) != 0)
             log_warning("cannot hand a log file to uid %u: %s", static_cast<unsigned>(uid),
                         std::strerror(errno));
 }
 
+std::uint64_t syslog_messages_dropped() noexcept { return syslog_dropped.load(std::memory_order_relaxed); }
+
 LogFiles::~LogFiles() {
     error_fd = STDERR_FILENO;
-    if (error_to_syslog) ::closelog();
     error_to_syslog = false;
 }
 

@@ -3,6 +3,7 @@
 // that steer the workers (stop, reload, reopen logs, report). Exceptions are
 // used here only; the workers' loops never throw.
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -175,6 +176,42 @@ void report(const LoadedConfig& loaded) {
     for (const std::string& error : loaded.errors) log_error("%s", error.c_str());
 }
 
+// The addresses of the host's interfaces: under a wildcard listener, a
+// request to any of them on the listening port comes back to this proxy.
+std::vector<SocketAddress> read_host_addresses() {
+    std::vector<SocketAddress> addresses;
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0) {
+        log_warning("cannot list the host's addresses for the loop check: %s", std::strerror(errno));
+        return addresses;
+    }
+    for (ifaddrs* entry = list; entry; entry = entry->ifa_next) {
+        if (!entry->ifa_addr) continue;
+        int family = entry->ifa_addr->sa_family;
+        if (family != AF_INET && family != AF_INET6) continue;
+        SocketAddress address;
+        address.length = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+        std::memcpy(&address.storage, entry->ifa_addr, address.length);
+        addresses.push_back(unmapped(address));
+    }
+    ::freeifaddrs(list);
+    return addresses;
+}
+
+// The default Via name: unique to this instance (two on one host differ by
+// their listen address, so a chain of them is no loop), and revealing
+// neither the host name nor the address: a hash of both.
+std::string instance_pseudonym(const SocketAddress& first_listen) {
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    std::string identity = std::string(host) + " " + to_string(first_listen);
+    std::uint32_t hash = 2166136261u;  // FNV-1a
+    for (char c : identity) hash = (hash ^ static_cast<unsigned char>(c)) * 16777619u;
+    char name[24];
+    std::snprintf(name, sizeof name, "cproxy-%08x", hash);
+    return name;
+}
+
 // Settings bound to what start-up created (sockets, slab, identity, pid file):
 // a reload keeps the running values and says so.
 void keep_start_up_settings(const Config& running, Config& next) {
@@ -218,6 +255,8 @@ void keep_start_up_settings(const Config& running, Config& next) {
     }
     next.dns_cache_size = running.dns_cache_size;
     next.hosts_file = running.hosts_file;
+    next.instance_name = running.instance_name;
+    if (next.via_generated) next.via = next.instance_name;
     if (!kept.empty()) log_warning("reload: %s changed but take effect only at a restart", kept.c_str());
 }
 
@@ -237,6 +276,7 @@ void reload(const CommandLine& command, std::shared_ptr<const Config>& running, 
     }
     auto next = std::make_shared<Config>(std::move(loaded.config));
     keep_start_up_settings(*running, *next);
+    next->host_addresses = read_host_addresses();
     // Checked again on what will run: the running listen addresses with the
     // new rules (the file's own listen line may have been loopback).
     std::string open_proxy = open_proxy_problem(*next);
@@ -353,6 +393,9 @@ int run_service(const CommandLine& command, std::shared_ptr<Config> config, LogF
     std::vector<std::vector<Fd>> listeners;
     for (const ListenAddress& listen : config->listen) listeners.push_back(open_listeners(listen.address, count));
     std::string where = describe(listeners);
+    config->instance_name = instance_pseudonym(local_address(listeners.front().front()));
+    if (config->via_generated) config->via = config->instance_name;
+    config->host_addresses = read_host_addresses();
     Fd stats_listener;
     std::string stats_where;
     if (config->stats_listen) {

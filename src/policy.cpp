@@ -121,6 +121,14 @@ static std::optional<AddressRange> parse_address_range(std::string_view text) {
         if (prefix > range.prefix) return std::nullopt;
         range.prefix = prefix;
     }
+    // ::ffff:a.b.c.d/96+N is the IPv4 range a.b.c.d/N, as addresses are compared unmapped.
+    static constexpr unsigned char mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (range.family == AF_INET6 && range.prefix >= 96 && std::memcmp(range.bytes, mapped_prefix, 12) == 0) {
+        std::memmove(range.bytes, range.bytes + 12, 4);
+        std::memset(range.bytes + 4, 0, 12);
+        range.family = AF_INET;
+        range.prefix -= 96;
+    }
     return range;
 }
 

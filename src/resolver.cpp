@@ -97,7 +97,7 @@ SocketAddress AddressList::at(std::size_t i, std::uint16_t port) const noexcept 
         std::memcpy(&in4->sin_addr, addresses[i].data(), 4);
         address.length = sizeof(sockaddr_in);
     }
-    return address;
+    return unmapped(address);
 }
 
 Resolver::Resolver(const Config& config, Reactor& reactor, std::uint8_t token_kind, std::uint32_t waiters,

@@ -70,6 +70,7 @@ const char* reason_phrase(int status) noexcept {
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 501: return "Not Implemented";
     case 505: return "HTTP Version Not Supported";
     case 508: return "Loop Detected";
     default: return "Error";
@@ -166,6 +167,7 @@ void Worker::start_reading_head(Session& s) noexcept {
     s.client_bytes_pending = false;
     s.replay_length = 0;
     s.head_method = s.connect_method = s.upgrade_requested = false;
+    s.dechunk_response = false;
     s.head_for_parent = false;
     s.status = 0;
     s.end = EndReason::Done;
@@ -325,7 +327,7 @@ Worker::Step Worker::take_proxy_header(std::uint32_t index) noexcept {
     s.awaiting_proxy_header = false;
     s.request->consume(static_cast<std::uint32_t>(result.header.length));
     s.request->compact();
-    if (result.header.has_addresses) s.client_address = result.header.source;
+    if (result.header.has_addresses) s.client_address = unmapped(result.header.source);
     if (!client_allowed(config_->access_rules, s.client_address)) {
         begin_unparsed_request(s);
         return fail(index, 403, "your address may not use this proxy (allow/deny rules)", EndReason::Denied);
@@ -373,13 +375,13 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
     }
     if (s.stats_client) return serve_stats(index, head);
 
-    auto framing = http::request_framing(head);
-    if (!framing) {
+    const http::RequestFraming framing = http::request_framing(head);
+    if (framing.refusal) {
         s.close_after_response = true;
-        return fail(index, 400, "invalid Content-Length or Transfer-Encoding", EndReason::BadRequest);
+        return fail(index, framing.refusal, framing.reason, EndReason::BadRequest);
     }
-    s.request_body = framing->kind;
-    s.request_remaining = framing->length;
+    s.request_body = framing.framing.kind;
+    s.request_remaining = framing.framing.length;
 
     // RFC 9112 §3.2: one Host field, and HTTP/1.1 requests in origin-form must
     // have it (absolute-form carries the authority in the target).
@@ -411,6 +413,12 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
         copy_field(s.user, sizeof s.user, *user);
     }
 
+    // A proxy that finds its own name in Via has seen this request before: a
+    // loop between proxies that forward to each other (RFC 9110 §7.6.3).
+    if (!config_->via.empty() && forward::via_names(head, config_->via))
+        return fail(index, 508, "the request has already been through this proxy (its Via names it)",
+                    EndReason::Refused);
+
     // TRACE echoes the request to whoever can make a browser send one
     // (cross-site tracing): refused unless `trace on`.
     bool trace = head.method == "TRACE";
@@ -436,7 +444,7 @@ Worker::Step Worker::on_request_head(std::uint32_t index, const http::RequestHea
 
     forward::RequestRewrite rewrite;
     rewrite.via_name = config_->via;
-    rewrite.http10 = s.client_http10;
+    rewrite.framing = framing.framing;
     char client_ip[INET6_ADDRSTRLEN];
     if (config_->forwarded != forward::ForwardedStyle::Off) {
         rewrite.forwarded = config_->forwarded;
@@ -662,7 +670,7 @@ Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
             release_upstream_place(address);
             continue;
         }
-        if (!reactor_.add(socket.get(), racing ? racer_token(index) : token(index, true))) {
+        if (!reactor_.add(socket.get(), racing ? new_racer_token(index) : new_upstream_token(index))) {
             socket.reset();
             release_upstream_place(address);
             if (s.upstream || s.racer) return Step::Progress;
@@ -741,7 +749,7 @@ Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
             s.upstream_can_read = false;
             s.upstream_can_write = true;
             s.upstream_reusable = false;
-            if (!reactor_.rewatch(s.upstream.get(), token(index, true), true)) {
+            if (!reactor_.rewatch(s.upstream.get(), new_upstream_token(index), true)) {
                 close_upstream(s);
                 return fail(index, 503, "cannot watch the upstream socket", EndReason::NoResources);
             }
@@ -817,8 +825,10 @@ Worker::Step Worker::switch_protocols(std::uint32_t index) noexcept {
     Session& s = sessions_[index];
     const http::ResponseHead& head = response_head_;
     std::uint32_t old_length = static_cast<std::uint32_t>(head.length);
-    std::size_t length = forward::write_response_head(head, forward::ClientConnection::Upgrade, config_->via,
-                                                      scratch_.get(), scratch_size_);
+    forward::ResponseRewrite rewrite;
+    rewrite.connection = forward::ClientConnection::Upgrade;
+    rewrite.via_name = config_->via;
+    std::size_t length = forward::write_response_head(head, rewrite, scratch_.get(), scratch_size_);
     if (length == 0 || !s.response->replace(s.response_unsent, old_length, {scratch_.get(), length})) {
         close_upstream(s);
         s.close_after_response = true;
@@ -885,6 +895,15 @@ bool Worker::classify_response_body(Session& s) noexcept {
         taken = static_cast<std::uint32_t>(std::min<std::uint64_t>(s.response_remaining, unclassified));
         s.response_remaining -= taken;
         s.response_complete = s.response_remaining == 0;
+    } else if (s.response_body == http::BodyKind::Chunked && s.dechunk_response) {
+        auto result = s.response_chunked.decode(s.response->data() + s.response_unsent, unclassified);
+        if (result.status == http::ParseStatus::Error) return false;
+        // The decoded data now starts where the chunked bytes did; the sizes
+        // and trailers it left behind are cut out, whatever follows the body kept.
+        auto produced = static_cast<std::uint32_t>(result.produced);
+        s.response->replace(s.response_unsent + produced, static_cast<std::uint32_t>(result.consumed) - produced, {});
+        taken = produced;
+        s.response_complete = result.status == http::ParseStatus::Done;
     } else if (s.response_body == http::BodyKind::Chunked) {
         auto result = s.response_chunked.feed({s.response->data() + s.response_unsent, unclassified});
         if (result.status == http::ParseStatus::Error) return false;
@@ -938,9 +957,11 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
         if (head.status >= 100 && head.status < 200) {
             std::size_t length = 0;
             // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
-            if (!s.client_http10)
-                length = forward::write_response_head(head, forward::ClientConnection::Persistent,
-                                                      config_->via, scratch_.get(), scratch_size_);
+            if (!s.client_http10) {
+                forward::ResponseRewrite rewrite;
+                rewrite.via_name = config_->via;
+                length = forward::write_response_head(head, rewrite, scratch_.get(), scratch_size_);
+            }
             if (!s.response->replace(s.response_unsent, old_length, {scratch_.get(), length})) break;
             s.response_unsent += static_cast<std::uint32_t>(length);
             s.response_parser.reset();
@@ -952,15 +973,24 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
         s.response_remaining = framing->length;
         s.response_complete = framing->kind == http::BodyKind::None ||
                               (framing->kind == http::BodyKind::Length && framing->length == 0);
+        // cproxy always asks upstream for a persistent connection (HTTP/1.1,
+        // no close): whether it stays usable is the response's to say.
         s.upstream_reusable = forward::upstream_allows_reuse(head) &&
                               framing->kind != http::BodyKind::UntilClose;
-        if (framing->kind == http::BodyKind::UntilClose || s.close_after_response || !s.request_complete ||
-            stopping_)
+        // An HTTP/1.0 client cannot read chunked: it gets the body decoded,
+        // ended by close (RFC 9112 §7.1 lets only 1.1 recipients be sent chunked).
+        s.dechunk_response = s.client_http10 && framing->kind == http::BodyKind::Chunked;
+        if (framing->kind == http::BodyKind::UntilClose || s.dechunk_response || s.close_after_response ||
+            !s.request_complete || stopping_)
             s.keep_client = false;
-        auto mode = !s.keep_client ? forward::ClientConnection::Close
-                    : s.legacy_keep_alive ? forward::ClientConnection::KeepAliveLegacy
-                                          : forward::ClientConnection::Persistent;
-        std::size_t length = forward::write_response_head(head, mode, config_->via, scratch_.get(), scratch_size_);
+        forward::ResponseRewrite rewrite;
+        rewrite.connection = !s.keep_client      ? forward::ClientConnection::Close
+                             : s.legacy_keep_alive ? forward::ClientConnection::KeepAliveLegacy
+                                                   : forward::ClientConnection::Persistent;
+        rewrite.framing = *framing;
+        rewrite.dechunk = s.dechunk_response;
+        rewrite.via_name = config_->via;
+        std::size_t length = forward::write_response_head(head, rewrite, scratch_.get(), scratch_size_);
         if (length == 0 || !s.response->replace(s.response_unsent, old_length, {scratch_.get(), length})) break;
         s.status = static_cast<std::uint16_t>(head.status);
         s.response_unsent += static_cast<std::uint32_t>(length);
@@ -1077,7 +1107,10 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
         }
         if (s.response_head_done && !classify_response_body(s)) {
             close_upstream(s);
-            return close_session(index, EndReason::UpstreamBadResponse);
+            if (s.response_started) return close_session(index, EndReason::UpstreamBadResponse);
+            // Nothing of it has reached the client: it can still be told.
+            s.close_after_response = true;
+            return fail(index, 502, "the upstream server sent a malformed chunked body", EndReason::UpstreamBadResponse);
         }
     }
 
@@ -1244,15 +1277,35 @@ Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view deta
     if (s.phase == Phase::Resolving) resolver_.cancel(index);
     if (s.phase == Phase::Connecting) close_upstream(s);  // attempts still pending
     leave_upstream_queue(index);
+    // After a 400 where the next request starts cannot be trusted; after a
+    // refused CONNECT, bytes behind its head were meant for the tunnel, and
+    // must never be run as requests.
+    if (status == 400 || (s.connect_method && s.request && s.request->size() > s.head_length))
+        s.close_after_response = true;
     s.end = reason;
     ++counters_.failures;
     // A server-side failure is the operator's business; a client's mistake
     // only when debugging.
     LogLevel level = status >= 500 && !client_mistake ? LogLevel::Warning : LogLevel::Debug;
+    // A dead origin fails every request to it: one warning a second per cause
+    // says so, with the count of those left out since the last.
+    std::uint32_t left_out = 0;
+    if (level == LogLevel::Warning) {
+        WarningGate& gate = warning_gates_[static_cast<std::size_t>(reason)];
+        if (gate.second == now_ms_ / 1000) {
+            ++gate.suppressed;
+            level = LogLevel::Debug;
+        } else {
+            gate.second = now_ms_ / 1000;
+            left_out = std::exchange(gate.suppressed, 0);
+        }
+    }
     if (log_enabled(level)) {
         char client[64];
         format_address(s.client_address, client, sizeof client);
-        log_message(level, "%s: %d %.*s", client, status, static_cast<int>(detail.size()), detail.data());
+        char more[64] = "";
+        if (left_out) std::snprintf(more, sizeof more, " (%u more like it since the last line)", left_out);
+        log_message(level, "%s: %d %.*s%s", client, status, static_cast<int>(detail.size()), detail.data(), more);
     }
     const char* extra_fields = status == 407   ? "Proxy-Authenticate: Basic realm=\"cproxy\"\r\n"
                                : status == 503 ? "Retry-After: 1\r\n"
@@ -1270,8 +1323,8 @@ Worker::Step Worker::fail(std::uint32_t index, int status, std::string_view deta
 // every worker's counters as last published, this one's as of now.
 Worker::Step Worker::serve_stats(std::uint32_t index, const http::RequestHead& head) noexcept {
     Session& s = sessions_[index];
-    auto framing = http::request_framing(head);
-    if (!framing || framing->kind != http::BodyKind::None) s.close_after_response = true;
+    const http::RequestFraming framing = http::request_framing(head);
+    if (framing.refusal || framing.framing.kind != http::BodyKind::None) s.close_after_response = true;
     if (head.method != "GET" && head.method != "HEAD")
         return answer_locally(index, 405, "Allow: GET, HEAD\r\n", "text/plain",
                               "cproxy: the stats listener answers GET and HEAD\n");

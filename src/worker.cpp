@@ -102,7 +102,7 @@ Worker::Worker(std::shared_ptr<const Config> config, WorkerSetup setup)
         SocketAddress address;
         address.length = sizeof address.storage;
         ::getsockname(listeners_[i].get(), address.get(), &address.length);
-        listen_addresses_.push_back(address);
+        listen_addresses_.push_back(unmapped(address));
         reactor_.add_input(listeners_[i].get(),
                            make_token(TokenKind::Listener, static_cast<std::uint32_t>(i), 0));
     }
@@ -124,13 +124,29 @@ void Worker::close_all_sessions() noexcept {
     access_log_.flush();
 }
 
-std::uint64_t Worker::token(std::uint32_t index, bool upstream) const noexcept {
-    return make_token(upstream ? TokenKind::Upstream : TokenKind::Client, index,
-                      sessions_.generation(index));
+// An upstream socket's events name the connection, not only the session: the
+// session's generation and a serial bumped for every socket it watches. A
+// session may close its upstream socket and open another while events for
+// the old one wait later in the same epoll_wait batch; without the serial,
+// such an event would set "can write" on the new, still connecting socket,
+// and getsockopt(SO_ERROR) answers 0 for a connect in progress, so the
+// request would be sent into a socket that is not connected.
+std::uint32_t Worker::connection_tag(std::uint32_t index, std::uint8_t serial) const noexcept {
+    return (sessions_.generation(index) << 8) | serial;
 }
 
-std::uint64_t Worker::racer_token(std::uint32_t index) const noexcept {
-    return make_token(TokenKind::RacingUpstream, index, sessions_.generation(index));
+std::uint64_t Worker::client_token(std::uint32_t index) const noexcept {
+    return make_token(TokenKind::Client, index, sessions_.generation(index));
+}
+
+std::uint64_t Worker::new_upstream_token(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    return make_token(TokenKind::Upstream, index, connection_tag(index, ++s.upstream_serial));
+}
+
+std::uint64_t Worker::new_racer_token(std::uint32_t index) noexcept {
+    Session& s = sessions_[index];
+    return make_token(TokenKind::RacingUpstream, index, connection_tag(index, ++s.racer_serial));
 }
 
 void Worker::run() noexcept {
@@ -210,7 +226,7 @@ void Worker::log_resources() const noexcept {
     const Counters& c = counters_;
     log_info("resources: worker %u, %u/%u sessions, %u/%u buffers, %u/%u large buffers, %u pipes in use of %u made, %u idle upstream "
              "connections, %u name lookups, %u/%u head buffers; counters: %llu accepted, %llu refused, %llu requests, %llu tunnels, "
-             "%llu failed, %llu bytes in, %llu bytes out, %llu DNS cache hits, %llu DNS cache misses",
+             "%llu failed, %llu bytes in, %llu bytes out, %llu DNS cache hits, %llu DNS cache misses, %llu syslog messages dropped",
              id_, sessions_.used(), sessions_.capacity(), buffers_.in_use(), buffers_.capacity(),
              large_buffers_.in_use(), large_buffers_.capacity(), pipes_.in_use(),
              pipes_.created(), idle_upstreams_.parked(), resolver_.lookups_in_flight(), head_buffers_.in_use(), head_buffers_.capacity(),
@@ -218,7 +234,8 @@ void Worker::log_resources() const noexcept {
              static_cast<unsigned long long>(c.requests), static_cast<unsigned long long>(c.tunnels),
              static_cast<unsigned long long>(c.failures), static_cast<unsigned long long>(c.bytes_in),
              static_cast<unsigned long long>(c.bytes_out), static_cast<unsigned long long>(resolver_.cache_hits()),
-             static_cast<unsigned long long>(resolver_.cache_misses()));
+             static_cast<unsigned long long>(resolver_.cache_misses()),
+             static_cast<unsigned long long>(syslog_messages_dropped()));
 }
 
 WorkerStats Worker::stats() const noexcept {
@@ -313,10 +330,10 @@ void Worker::accept_clients(int listener, ListenerKind kind) noexcept {
         std::uint32_t index = *slot;
         Session& s = sessions_[index];
         s.client.reset(fd);
-        s.client_address = peer;
+        s.client_address = unmapped(peer);
         int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        if (!reactor_.add(fd, token(index, false))) {
+        if (!reactor_.add(fd, client_token(index))) {
             log_error("epoll_ctl: %s", std::strerror(errno));
             s.client.reset();
             sessions_.release(index);
@@ -347,9 +364,10 @@ void Worker::accept_clients(int listener, ListenerKind kind) noexcept {
     }
 }
 
-void Worker::on_session_event(std::uint32_t index, std::uint32_t generation, bool upstream,
-                              std::uint32_t events) noexcept {
-    if (!sessions_.live(index, generation)) return;
+void Worker::on_session_event(std::uint32_t index, std::uint32_t tag, bool upstream, std::uint32_t events) noexcept {
+    if (upstream ? !sessions_.in_use(index) || tag != connection_tag(index, sessions_[index].upstream_serial)
+                 : !sessions_.live(index, tag))
+        return;
     Session& s = sessions_[index];
     bool readable = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
     bool writable = events & (EPOLLOUT | EPOLLHUP | EPOLLERR);
@@ -365,8 +383,8 @@ void Worker::on_session_event(std::uint32_t index, std::uint32_t generation, boo
 }
 
 // The second connection attempt of a Happy Eyeballs race.
-void Worker::on_racer_event(std::uint32_t index, std::uint32_t generation, std::uint32_t events) noexcept {
-    if (!sessions_.live(index, generation)) return;
+void Worker::on_racer_event(std::uint32_t index, std::uint32_t tag, std::uint32_t events) noexcept {
+    if (!sessions_.in_use(index) || tag != connection_tag(index, sessions_[index].racer_serial)) return;
     Session& s = sessions_[index];
     if (!s.racer) return;
     s.racer_can_write |= (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0;
@@ -398,7 +416,7 @@ void Worker::park_upstream(Session& s) noexcept {
 void Worker::hand_over(Session& from, std::uint32_t to) noexcept {
     Session& waiter = sessions_[to];
     bool usable = !waiter.connect_method && !waiter.fresh_upstream_only;
-    if (usable && reactor_.rewatch(from.upstream.get(), token(to, true), true)) {
+    if (usable && reactor_.rewatch(from.upstream.get(), new_upstream_token(to), true)) {
         waiter.upstream = std::move(from.upstream);
         waiter.destination = waiter.upstream_address = from.upstream_address;
         waiter.upstream_can_read = false;
@@ -484,7 +502,7 @@ bool Worker::take_pooled_upstream(std::uint32_t index) noexcept {
         connection = idle_upstreams_.take(address, now_ms_);
     }
     if (!connection) return false;
-    if (!reactor_.rewatch(connection.get(), token(index, true), true)) {
+    if (!reactor_.rewatch(connection.get(), new_upstream_token(index), true)) {
         connection.reset();
         release_upstream_place(address);
         return false;
@@ -649,10 +667,19 @@ void Worker::on_lookup_done(std::uint64_t token, LookupStatus status, const Addr
 }
 
 bool Worker::is_own_address(const SocketAddress& address) const noexcept {
+    auto host_address = [&] {
+        auto ip = ip_bytes(address);
+        for (const SocketAddress& host : config_->host_addresses) {
+            auto own_ip = ip_bytes(host);
+            if (host.family() == address.family() && std::equal(ip.begin(), ip.end(), own_ip.begin(), own_ip.end()))
+                return true;
+        }
+        return false;
+    };
     for (const SocketAddress& own : listen_addresses_) {
         if (own == address) return true;
         if (own.is_unspecified() && own.port() == address.port() &&
-            (address.is_loopback() || address.is_unspecified()))
+            (address.is_loopback() || address.is_unspecified() || host_address()))
             return true;
     }
     return false;

@@ -34,6 +34,13 @@ struct SocketAddress {
 
 bool operator==(const SocketAddress& a, const SocketAddress& b) noexcept;
 
+// An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it stands
+// for; any other address as it is. Addresses are unmapped where they enter
+// (accept, IP literals, PROXY headers, name lookups, configured ranges), so
+// that an address compares equal to itself in ACLs, loop checks and limits
+// whichever way it was written.
+SocketAddress unmapped(const SocketAddress& address) noexcept;
+
 // The IP address itself: 4 bytes for IPv4, 16 for IPv6, network order.
 std::span<const std::uint8_t> ip_bytes(const SocketAddress& address) noexcept;
 

@@ -76,7 +76,14 @@ struct Config {
     std::string pid_file;  // "" (none)
     std::string user;
     std::string group;
-    std::string via = "cproxy";  // "" (no Via field)
+    std::string via = "cproxy";  // "" (no Via field, no loop check by Via)
+    // `via on` (the default): the Via name is the instance's own pseudonym,
+    // made at start-up from the host name and the first listen address.
+    bool via_generated = true;
+    std::string instance_name;    // that pseudonym, kept across reloads
+    // The host's interface addresses, read at start-up and on reload: under a
+    // wildcard listener they are this proxy's own (the loop check).
+    std::vector<SocketAddress> host_addresses;
     forward::ForwardedStyle forwarded = forward::ForwardedStyle::Off;
     bool splice = true;
     bool trace = false;  // forward TRACE and answer it at Max-Forwards: 0

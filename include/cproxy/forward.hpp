@@ -4,6 +4,7 @@
 // writing into caller-owned memory; no I/O, no allocation.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -36,10 +37,11 @@ struct RequestRewrite {
     std::string_view path;        // origin-form target; empty or starting with '?' gets a '/'
     std::string_view host;        // Host value to send; empty keeps the client's Host fields
     std::string_view via_name;    // pseudonym in Via, e.g. "cproxy"
-    // Forward an HTTP/1.0 client's request as HTTP/1.0, so the server answers
-    // in a framing the client understands (never chunked). RFC 9110 §2.5 allows
-    // this downgrade as a workaround; it is what nginx does for all upstreams.
-    bool http10 = false;
+    // The body framing cproxy validated: the request goes upstream with
+    // exactly one framing field written from it (Transfer-Encoding: chunked,
+    // or Content-Length), never the client's own, and always as HTTP/1.1
+    // (RFC 9110 §6.2), so the upstream connection stays reusable.
+    http::Framing framing = {};
     // The client's Upgrade field value, forwarded with "Connection: Upgrade"
     // when the client asked to switch protocols (RFC 9110 §7.8); empty: none.
     std::string_view upgrade = {};
@@ -67,8 +69,31 @@ enum class ClientConnection : std::uint8_t {
     Upgrade,          // a 101 the client asked for: its Upgrade field is passed on
 };
 
-std::size_t write_response_head(const http::ResponseHead& head, ClientConnection connection,
-                                std::string_view via_name, char* out, std::size_t capacity) noexcept;
+struct ResponseRewrite {
+    ClientConnection connection = ClientConnection::Persistent;
+    // From response_framing: the framing fields are written from it, never
+    // copied. Codings are kept, normalised, chunked last; a close-delimited
+    // body keeps only its other codings.
+    http::Framing framing = {};
+    // The chunked body goes to an HTTP/1.0 client decoded and ended by close:
+    // chunked is left out of Transfer-Encoding.
+    bool dechunk = false;
+    std::string_view via_name = {};
+};
+
+std::size_t write_response_head(const http::ResponseHead& head, const ResponseRewrite& rewrite, char* out,
+                                std::size_t capacity) noexcept;
+
+// Which fields a Connection field names (RFC 9110 §7.6.1), found in time
+// linear in the number of fields and of tokens: the names are hashed once and
+// each token looked up, so a head of thousands of Connection tokens costs no
+// more than reading it. Content-Length, Transfer-Encoding and Host are never
+// marked: removing them would change framing or routing downstream.
+struct ConnectionNamed {
+    std::array<bool, http::header_capacity> marked{};
+    std::size_t comparisons = 0;  // names compared: the cost the unit tests bound
+};
+void mark_connection_named(const http::Header* headers, std::size_t count, ConnectionNamed& named) noexcept;
 
 // The request's own wish about the client connection (RFC 9112 §9.3).
 bool client_wants_keep_alive(const http::RequestHead& head) noexcept;
@@ -77,6 +102,10 @@ bool upstream_allows_reuse(const http::ResponseHead& head) noexcept;
 // The Upgrade field value when the request asks to switch protocols (an
 // Upgrade field named in Connection, RFC 9110 §7.8); empty otherwise.
 std::string_view requested_upgrade(const http::RequestHead& head) noexcept;
+// Whether a Via field of the request names `pseudonym` as a hop it passed
+// (RFC 9110 §7.6.3: "received-protocol received-by [comment]" elements):
+// the request has been through this proxy before, a loop.
+bool via_names(const http::RequestHead& head, std::string_view pseudonym) noexcept;
 // Whether a 101 response says what it switches to: an Upgrade field.
 bool response_names_upgrade(const http::ResponseHead& head) noexcept;
 

@@ -98,16 +98,23 @@ private:
 
 // Validates a chunked body as it streams past, without copying it: the proxy
 // relays the chunked bytes verbatim and only needs to know where the body ends.
+// For a client that cannot read chunked (HTTP/1.0) it decodes in place instead.
 class ChunkedDecoder {
 public:
     struct Result {
         std::size_t consumed;  // bytes of `input` that belong to the body
         ParseStatus status;    // Done: body ended within `consumed`; Partial: all consumed, more to come
+        std::size_t produced;  // decode(): chunk data bytes now at the start of `data`
     };
     void reset() noexcept;
     Result feed(std::string_view input) noexcept;
+    // Like feed(), and moves the chunk data of the `size` bytes at `data` to
+    // their start: the decoded body, without sizes, extensions or trailers.
+    Result decode(char* data, std::size_t size) noexcept;
 
 private:
+    Result run(std::string_view input, char* out) noexcept;
+
     std::uint64_t remaining_ = 0;  // data bytes left in the current chunk
     std::uint32_t line_bytes_ = 0;  // bytes of the current size/trailer line, bounded
     std::uint32_t trailer_bytes_ = 0;
@@ -126,17 +133,30 @@ enum class BodyKind : std::uint8_t { None, Length, Chunked, UntilClose };
 
 struct Framing {
     BodyKind kind = BodyKind::None;
-    std::uint64_t length = 0;  // for Length
+    std::uint64_t length = 0;       // the Content-Length value, when content_length
+    bool content_length = false;    // a valid Content-Length was sent (0 included)
+    bool transfer_coding = false;   // a valid Transfer-Encoding list was sent...
+    bool ends_chunked = false;      // ...whose final coding is chunked
 };
 
-// Request body framing (RFC 9112 §6.3). nullopt means the request must be
-// refused with 400: Content-Length and Transfer-Encoding both present, differing
-// or malformed Content-Length values, or a Transfer-Encoding whose final coding
-// is not chunked. A request never uses UntilClose.
-std::optional<Framing> request_framing(const RequestHead& head) noexcept;
+// Request body framing (RFC 9112 §6.3), or the status to refuse it with:
+// 400 for Content-Length and Transfer-Encoding together, differing or
+// malformed Content-Length values, a final coding other than chunked,
+// Transfer-Encoding in HTTP/1.0, or a framing field spelled with '_'; 501 for
+// a coding cproxy does not implement before chunked ("gzip, chunked"). A
+// request never uses UntilClose.
+struct RequestFraming {
+    Framing framing;
+    std::uint16_t refusal = 0;      // 0: accepted
+    const char* reason = "";
+};
+RequestFraming request_framing(const RequestHead& head) noexcept;
 // Response body framing for a response to `request_method`. nullopt means the
-// response is malformed (502). HEAD, 1xx, 204 and 304 have no body; a 2xx to
-// CONNECT is not handled here.
+// response is malformed (502): both framings, bad lengths, a coding list that
+// is empty, not tokens, or has chunked anywhere but once and last. HEAD, 1xx,
+// 204 and 304 have no body; for HEAD and 304 the valid framing fields are
+// reported (they describe the body a GET would get). A 2xx to CONNECT is not
+// handled here.
 std::optional<Framing> response_framing(const ResponseHead& head,
                                         std::string_view request_method) noexcept;
 

@@ -28,8 +28,12 @@ std::optional<LogLevel> parse_log_level(std::string_view text) noexcept;
 // Whether a message at `level` would be written: lets callers skip the work
 // of formatting its arguments.
 bool log_enabled(LogLevel level) noexcept;
+// Error-log messages the syslog daemon had no room for (they are dropped
+// rather than block the thread that logs).
+std::uint64_t syslog_messages_dropped() noexcept;
 
-// Where the error log goes: "stderr", "syslog" or a file path; the access log:
+// Where the error log goes: "stderr", "syslog" (/dev/log), "syslog:SOCKET" or
+// a file path; the access log:
 // "" (off), "stderr" or a file path. Files are opened for append, before
 // privileges are dropped, and reopened on request (SIGUSR1, after logrotate
 // moved them).

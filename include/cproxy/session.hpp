@@ -22,6 +22,7 @@
 // client socket and possibly one kept upstream socket: no buffer, no pipe.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "cproxy/address.hpp"
@@ -75,6 +76,7 @@ enum class EndReason : std::uint8_t {
     UpstreamBusy,  // no connection under upstream_max_connections came free in time
     ParentsDown,   // every parent proxy is down, and never_direct is on
 };
+inline constexpr std::size_t end_reason_count = static_cast<std::size_t>(EndReason::ParentsDown) + 1;
 
 // A session's place in upstream_max_connections' queue for `destination`.
 enum class UpstreamWait : std::uint8_t {
@@ -92,7 +94,9 @@ struct Session {
     Buffer* request = nullptr;   // bytes from the client, the head at its start
     Buffer* response = nullptr;  // bytes for the client
     http::RequestParser request_parser{head_limit};
-    http::ResponseParser response_parser{head_limit};
+    // A response may carry as many fields as a head can hold, whatever
+    // max_headers allows clients: servers send many Set-Cookie fields.
+    http::ResponseParser response_parser{head_limit, http::header_capacity};
     http::ChunkedDecoder request_chunked;
     http::ChunkedDecoder response_chunked;
     RelayDirection to_upstream;  // tunnel only
@@ -123,6 +127,8 @@ struct Session {
     std::uint8_t parent = no_parent;    // the parent proxy this request goes through
     std::uint8_t next_candidate = 0;    // in `candidates`
     std::uint8_t racer_candidate = 0;
+    std::uint8_t upstream_serial = 0;   // of the socket in `upstream`, in its event tokens
+    std::uint8_t racer_serial = 0;
     int connect_error = 0;              // errno of the last attempt that failed
     Phase phase = Phase::ReadingHead;
     UpstreamWait upstream_wait = UpstreamWait::None;
@@ -152,6 +158,7 @@ struct Session {
     bool keep_client = false;        // client connection persists after this response
     bool client_http10 = false;
     bool legacy_keep_alive = false;  // HTTP/1.0 client that asked for keep-alive
+    bool dechunk_response = false;   // a chunked response goes to an HTTP/1.0 client decoded
     bool head_method = false;
     bool connect_method = false;
     bool upgrade_requested = false;  // Upgrade forwarded: a 101 turns the session into a tunnel

@@ -5,6 +5,7 @@
 // `resolver system`, the getaddrinfo pool's hand-off queue.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -110,10 +111,9 @@ private:
     void accept_clients(int listener, ListenerKind kind) noexcept;
     void refuse(int fd, const char* why) noexcept;
     void overload_episode(const char* why) noexcept;
-    void on_session_event(std::uint32_t index, std::uint32_t generation, bool upstream,
-                          std::uint32_t events) noexcept;
+    void on_session_event(std::uint32_t index, std::uint32_t tag, bool upstream, std::uint32_t events) noexcept;
     void on_timer(std::uint32_t index) noexcept;
-    void on_racer_event(std::uint32_t index, std::uint32_t generation, std::uint32_t events) noexcept;
+    void on_racer_event(std::uint32_t index, std::uint32_t tag, std::uint32_t events) noexcept;
     static void deliver_lookup(void* worker, std::uint64_t token, LookupStatus status, const AddressList& addresses,
                                std::string_view name) noexcept;
     void on_lookup_done(std::uint64_t token, LookupStatus status, const AddressList& addresses,
@@ -199,10 +199,20 @@ private:
     void log_request(Session& s) noexcept;
     Step close_session(std::uint32_t index, EndReason reason) noexcept;
     bool is_own_address(const SocketAddress& address) const noexcept;
-    std::uint64_t token(std::uint32_t index, bool upstream) const noexcept;
-    std::uint64_t racer_token(std::uint32_t index) const noexcept;
+    std::uint32_t connection_tag(std::uint32_t index, std::uint8_t serial) const noexcept;
+    std::uint64_t client_token(std::uint32_t index) const noexcept;
+    std::uint64_t new_upstream_token(std::uint32_t index) noexcept;
+    std::uint64_t new_racer_token(std::uint32_t index) noexcept;
+
+    // Per-request warnings, by cause: the second of the last one logged and
+    // how many came since within that second.
+    struct WarningGate {
+        std::uint64_t second = ~std::uint64_t{0};
+        std::uint32_t suppressed = 0;
+    };
 
     std::uint32_t id_;
+    std::array<WarningGate, end_reason_count> warning_gates_{};
     std::shared_ptr<const Config> config_owner_;
     const Config* config_;  // config_owner_'s, read on every request
     Authenticator authenticator_;

@@ -1,6 +1,7 @@
 // Request head parser: no input crashes or reads past its end (ASan); feeding
 // a head in two pieces gives the same result as feeding it whole; and a head
-// the parser accepts, rewritten the way the proxy forwards it, parses again.
+// the parser accepts, rewritten the way the proxy forwards it, parses again
+// and frames its body exactly as cproxy did (the next hop cannot disagree).
 #include "cproxy/forward.hpp"
 #include "cproxy/http_parser.hpp"
 #include "fuzz_input.hpp"
@@ -35,7 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         fuzz::require(split_head.header_count == whole_head.header_count);
         fuzz::require(split_head.method == whole_head.method && split_head.target == whole_head.target);
     }
-    [[maybe_unused]] auto framing = http::request_framing(whole_head);
+    const http::RequestFraming framing = http::request_framing(whole_head);
     // The split byte's low bits also vary the rewrite, empty views included
     // (an absolute URL without a path, no Host change, Via off).
     forward::RequestRewrite rewrite;
@@ -43,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (data[0] & 1) rewrite.path = origin_form ? whole_head.target : "/";
     if (data[0] & 2) rewrite.host = "example.test";
     if (data[0] & 4) rewrite.via_name = "cproxy";
-    rewrite.http10 = whole_head.version_minor == 0;
+    rewrite.framing = framing.framing;
     std::size_t length = forward::write_request_head(whole_head, rewrite, rewritten, sizeof rewritten);
     if (length == 0) return 0;
     http::RequestParser again(sizeof rewritten);
@@ -53,5 +54,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fuzz::require(reparsed == http::ParseStatus::Done);
     fuzz::require(rewritten_head.length == length);
     fuzz::require(rewritten_head.method == whole_head.method);
+    if (framing.refusal) return 0;
+    const http::RequestFraming again_framing = http::request_framing(rewritten_head);
+    fuzz::require(again_framing.refusal == 0);
+    fuzz::require(again_framing.framing.kind == framing.framing.kind);
+    fuzz::require(again_framing.framing.length == framing.framing.length);
     return 0;
 }

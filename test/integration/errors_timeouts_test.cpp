@@ -239,6 +239,28 @@ TEST_CASE("integration: a partial head is cut after --timeout-header", "[integra
     CHECK(o.connections() == 0);
 }
 
+TEST_CASE("integration: a later request's head stalled on a kept-alive connection gets 408 after "
+          "--timeout-header, not --timeout-idle",
+          "[integration][timeouts]")
+{
+    Origin o(static_origin("ok"));
+    Proxy p(proxy_args({"--timeout-header", "300ms", "--timeout-idle", "20s"}));
+    Conn c = p.connect();
+    auto first = c.roundtrip(get(o.url("/first")));
+    REQUIRE(first);
+    CHECK(first->status == 200);
+    auto start = Clock::now();
+    REQUIRE(c.send_all("GET " + o.url("/slow") + " HTTP/1.1\r\nHost: x\r\n"));  // never finished
+    auto rest = c.read_until_close(Ms(5000));
+    auto ms = elapsed_ms(start);
+    INFO("received: " << rest.data);
+    CHECK(rest.closed);
+    CHECK(ms >= 250);
+    CHECK(ms < 3000);
+    CHECK(rest.data.rfind("HTTP/1.1 408", 0) == 0);
+    CHECK(o.requests().size() == 1);
+}
+
 TEST_CASE("integration: an idle keep-alive connection is closed after --timeout-idle",
           "[integration][timeouts]")
 {

@@ -88,8 +88,9 @@ TEST_CASE("integration: haproxy: the shipped front config balances two cproxy in
     REQUIRE(::access("/usr/sbin/haproxy", X_OK) == 0);  // .ci/run installs Debian's haproxy
     Origin o(http_origin([](const HttpRequest& r) { return Reply{http_response(200, "page " + r.target)}; }));
     auto instance = [&] {
-        return std::make_unique<Proxy>(proxy_args({"-l", "127.0.0.1:0 proxy_protocol",
-                                                   "--proxy-trusted", "127.0.0.1", "--connect-ports", "any", "-v"}));
+        return std::make_unique<Proxy>(proxy_args({"-l", "127.0.0.1:0 proxy_protocol", "--proxy-trusted",
+                                                   "127.0.0.1", "--allow", "127.0.0.0/8", "--connect-ports", "any",
+                                                   "-v"}));
     };
     // proxy_args adds a plain listen address first: the PROXY one is the second.
     auto first = instance();

@@ -476,7 +476,7 @@ TEST_CASE("integration: the error log names the failure; log_level hides what is
     Proxy chatty(proxy_args({"--log-level", "debug", "--auth", "u:p"}));
     for (Proxy* p : {&quiet, &chatty}) {
         CHECK(status_of(*p, get(o)) == 407);
-        CHECK(status_of(*p, "GET " + refused_url + " HTTP/1.1\r\nHost: x\r\n" + basic("u:p") + "\r\n") == 502);
+        // One 502 only: more of the same cause within a second are counted, not logged.
         Conn c = p->connect();
         std::string client = "127.0.0.1:" + std::to_string(local_port(c));
         CHECK(c.roundtrip("GET " + refused_url + " HTTP/1.1\r\nHost: x\r\n" + basic("u:p") + "\r\n")->status == 502);
@@ -548,4 +548,73 @@ TEST_CASE("integration: sd_notify messages go to $NOTIFY_SOCKET", "[integration]
     ::kill(p.pid(), SIGTERM);
     CHECK(notify.next() == "STOPPING=1");
     CHECK(p.stop(0, Ms(3000)) == 0);
+}
+
+TEST_CASE("integration: per-request 502 warnings are limited to one line per cause a second, with a count of "
+          "those left out",
+          "[integration][ops]")
+{
+    Proxy p(proxy_args());
+    const std::string dead = "127.0.0.1:" + std::to_string(unused_port());
+    auto fail_once = [&] {
+        Conn c = p.connect();
+        auto r = c.roundtrip("GET http://" + dead + "/ HTTP/1.1\r\nHost: h\r\n\r\n");
+        REQUIRE(r);
+        CHECK(r->status == 502);
+    };
+    auto warnings = [&] {
+        std::vector<std::string> lines;
+        std::istringstream err(p.err());
+        for (std::string line; std::getline(err, line);)
+            if (line.find("warning:") != std::string::npos && line.find("connect " + dead) != std::string::npos)
+                lines.push_back(line);
+        return lines;
+    };
+    for (int i = 0; i < 20; ++i) fail_once();
+    std::size_t first_burst = warnings().size();
+    INFO("stderr:\n" << p.err());
+    CHECK(first_burst >= 1);
+    CHECK(first_burst <= 2);  // the burst may straddle a second
+    std::this_thread::sleep_for(Ms(1100));
+    fail_once();
+    REQUIRE(wait_until([&] { return warnings().size() == first_burst + 1; }, Ms(3000)));
+    const std::string last = warnings().back();
+    const std::string tail = " more like it since the last line)";
+    REQUIRE(last.size() > tail.size());
+    REQUIRE(last.compare(last.size() - tail.size(), tail.size(), tail) == 0);
+    std::size_t open = last.rfind('(');
+    REQUIRE(open != std::string::npos);
+    CHECK(std::stoi(last.substr(open + 1)) >= 18 - static_cast<int>(first_burst));
+}
+
+TEST_CASE("integration: logging to a syslog socket nobody reads never stalls the proxy; syslog:SOCKET names "
+          "the socket",
+          "[integration][ops]")
+{
+    ScratchDir dir("cproxy-syslog");
+    NotifySocket sink(dir.file("log"));  // read only at the end: its queue fills at once
+    Origin o(static_origin("ok"));
+    Proxy p(proxy_args({"--error-log", "syslog:" + dir.file("log"), "--log-level", "debug", "--auth", "u:p"}));
+    Conn c = p.connect();
+    auto start = Clock::now();
+    for (int i = 0; i < 300; ++i) {  // a debug line each, far more than the socket queues
+        auto r = c.roundtrip(get(o), Ms(2000));
+        REQUIRE(r);
+        REQUIRE(r->status == 407);
+    }
+    CHECK(elapsed_ms(start) < 4000);
+    std::string message = sink.next();
+    INFO("first message: " << message);
+    // RFC 3164 as syslog(3) writes it: "<PRI>Mmm dd hh:mm:ss cproxy[PID]: ",
+    // PRI of facility daemon (3 << 3) and the message's severity.
+    REQUIRE(message.size() > 21);
+    REQUIRE(message[0] == '<');
+    int priority = std::atoi(message.c_str() + 1);
+    CHECK(priority >= 24);
+    CHECK(priority <= 31);
+    std::size_t close = message.find('>');
+    REQUIRE(close != std::string::npos);
+    CHECK(message[close + 4] == ' ');
+    CHECK(message[close + 7] == ' ');
+    CHECK(message.find(" cproxy[" + std::to_string(p.pid()) + "]: ") == close + 16);
 }

@@ -517,6 +517,22 @@ TEST_CASE("integration: parent: a CONNECT the parent refuses gets the parent's 4
     }));
 }
 
+TEST_CASE("integration: parent: a CONNECT to a port outside connect_ports gets 403 from the child, and the "
+          "parent sees nothing",
+          "[integration][parent][connect]")
+{
+    Origin o(echo_origin());
+    Proxy parent(parent_args({"--connect-ports", "any"}));
+    Proxy child(child_args({addr(parent)}));  // default connect_ports: 443 only
+    Conn c = child.connect();
+    auto r = c.roundtrip(connect_req(o.authority()));
+    REQUIRE(r);
+    CHECK(r->status == 403);
+    CHECK(r->body.find("not allowed (--connect-ports)") != std::string::npos);
+    CHECK_FALSE(o.wait_connections(1, Ms(200)));
+    CHECK(log_of(parent.err()).empty());
+}
+
 TEST_CASE("integration: parent: weights 3 and 1 split 8 requests 6 and 2", "[integration][parent]")
 {
     Origin o(target_origin());

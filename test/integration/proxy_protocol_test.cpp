@@ -31,11 +31,14 @@ std::string get(const Origin& o, const std::string& path)
     return "GET " + o.url(path) + " HTTP/1.1\r\nHost: " + o.authority() + "\r\n\r\n";
 }
 
+// A balancer forwards whoever reaches it, so a proxy_protocol listener needs
+// an allow rule (or auth) of its own: here the last rule, after the test's.
 std::vector<std::string> pp_args(std::vector<std::string> extra = {}, const std::string& trusted = "127.0.0.0/8")
 {
     std::vector<std::string> a{"-c", "/dev/null", "-l", "127.0.0.1:0 proxy_protocol", "--proxy-trusted",
                                trusted, "-v", "--forwarded", "xff"};
     a.insert(a.end(), extra.begin(), extra.end());
+    a.insert(a.end(), {"--allow", "0.0.0.0/0,::/0"});
     return a;
 }
 
@@ -181,7 +184,12 @@ TEST_CASE("integration: proxy protocol: configuration errors", "[integration][pr
     CHECK(r.exit_code == 2);
     CHECK(r.err.find("'proxy' after the address is not proxy_protocol") != std::string::npos);
     ScratchDir dir("cproxy-pp");
+    // A loopback address restricts nothing behind a balancer: an allow rule or auth must.
     std::string conf = dir.write("cproxy.conf", "listen 127.0.0.1:0 proxy_protocol\nproxy_trusted 10.0.0.0/8\n");
+    r = run_command({bin, "-c", conf, "-t"}, kWait);
+    CHECK(r.exit_code == 2);
+    CHECK(r.err.find("refusing to run an open proxy: listen 127.0.0.1:0 proxy_protocol") != std::string::npos);
+    conf = dir.write("allowed.conf", "listen 127.0.0.1:0 proxy_protocol\nproxy_trusted 10.0.0.0/8\nallow 192.0.2.0/24\n");
     r = run_command({bin, "-c", conf, "-t"}, kWait);
     INFO(r.err);
     CHECK(r.exit_code == 0);

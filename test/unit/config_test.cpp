@@ -436,6 +436,22 @@ TEST_CASE("config: an open proxy is refused unless auth or allow restricts clien
     CHECK(load({"-l", "0.0.0.0:3128", "--allow", "192.168.0.0/16"}).errors.empty());
     CHECK(load({"-l", "127.0.0.5:3128"}).errors.empty());
     CHECK(load({"-l", "[::1]:3128"}).errors.empty());
+    // Behind a balancer a loopback address restricts nothing; proxy_trusted names balancers, not clients.
+    CHECK(only_error(load({"-l", "127.0.0.1:3128 proxy_protocol", "--proxy-trusted", "127.0.0.1"}))
+              .find("refusing to run an open proxy: listen 127.0.0.1:3128 proxy_protocol") == 0);
+    CHECK(load({"-l", "127.0.0.1:3128 proxy_protocol", "--proxy-trusted", "127.0.0.1", "--allow", "10.0.0.0/8"})
+              .errors.empty());
+}
+
+TEST_CASE("config: via on is this instance's own pseudonym, made at start-up; a name or off is kept") {
+    CHECK(load({}).config.via_generated);
+    CHECK(load({"--via", "on"}).config.via_generated);
+    auto named = load({"--via", "edge-1"}).config;
+    CHECK_FALSE(named.via_generated);
+    CHECK(named.via == "edge-1");
+    auto off = load({"--via", "off"}).config;
+    CHECK_FALSE(off.via_generated);
+    CHECK(off.via.empty());
 }
 
 TEST_CASE("config: a backend name is resolved, a bad one named") {

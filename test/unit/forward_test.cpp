@@ -32,6 +32,38 @@ std::string rewrite_request(const std::string& text, forward::RequestRewrite rew
     return std::string(out, n);
 }
 
+// The request as cproxy sends it: framing from request_framing, as the session does.
+std::string forward_request(const std::string& text) {
+    auto head = parse_request(text);
+    auto framing = http::request_framing(head);
+    REQUIRE(framing.refusal == 0);
+    forward::RequestRewrite rewrite{"/", "o", "cproxy"};
+    rewrite.framing = framing.framing;
+    char out[16384];
+    std::size_t n = forward::write_request_head(head, rewrite, out, sizeof out);
+    REQUIRE(n > 0);
+    return std::string(out, n);
+}
+
+std::string forward_response(const std::string& text, const char* method = "GET", bool dechunk = false) {
+    auto head = parse_response(text);
+    auto framing = http::response_framing(head, method);
+    REQUIRE(framing);
+    forward::ResponseRewrite rewrite;
+    rewrite.framing = *framing;
+    rewrite.dechunk = dechunk;
+    char out[16384];
+    std::size_t n = forward::write_response_head(head, rewrite, out, sizeof out);
+    REQUIRE(n > 0);
+    return std::string(out, n);
+}
+
+std::size_t count(const std::string& text, const std::string& part) {
+    std::size_t n = 0;
+    for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+    return n;
+}
+
 }  // namespace
 
 TEST_CASE("forward: absolute URLs split into host, port and path") {
@@ -84,18 +116,117 @@ TEST_CASE("forward: request heads lose hop-by-hop fields and gain Host and Via")
 }
 
 TEST_CASE("forward: Connection cannot remove framing fields") {
-    std::string out = rewrite_request(
+    std::string out = forward_request(
         "POST http://o/ HTTP/1.1\r\nConnection: Content-Length, Transfer-Encoding\r\n"
-        "Content-Length: 3\r\n\r\n",
-        {"/", "o", "cproxy"});
+        "Content-Length: 3\r\n\r\n");
     CHECK(out.find("Content-Length: 3\r\n") != std::string::npos);
+    out = forward_request("POST http://o/ HTTP/1.1\r\nConnection: transfer-encoding\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n");
+    CHECK(count(out, "Transfer-Encoding: chunked\r\n") == 1);
+}
+
+TEST_CASE("forward: request framing is written from the parse, never copied") {
+    // Each of these was once forwarded byte for byte.
+    for (const char* framing : {"Transfer-Encoding: ,chunked\r\n", "Transfer-Encoding: chunked,\r\n",
+                                "Transfer-Encoding: chunked\r\nTransfer-Encoding:\r\n",
+                                "transfer-encoding:  Chunked \r\n"}) {
+        INFO(framing);
+        std::string out = forward_request(std::string("POST http://o/ HTTP/1.1\r\nHost: o\r\n") + framing + "\r\n");
+        CHECK(count(out, "Transfer-Encoding") + count(out, "transfer-encoding") == 1);
+        CHECK(count(out, "Transfer-Encoding: chunked\r\n") == 1);
+    }
+    for (const char* framing : {"Content-Length: 5, 5\r\n", "Content-Length: 5\r\nContent-Length: 5\r\n",
+                                "content-length: 005\r\n"}) {
+        INFO(framing);
+        std::string out = forward_request(std::string("POST http://o/ HTTP/1.1\r\nHost: o\r\n") + framing + "\r\n");
+        CHECK(count(out, "ontent-") == 1);
+        CHECK(count(out, "Content-Length: 5\r\n") == 1);
+    }
+    CHECK(count(forward_request("POST http://o/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), "Content-Length: 0\r\n") == 1);
+    CHECK(count(forward_request("GET http://o/ HTTP/1.1\r\n\r\n"), "ontent-Length") == 0);
+}
+
+TEST_CASE("forward: requests go upstream as HTTP/1.1 whatever the client spoke") {
+    std::string out = forward_request("GET http://o/ HTTP/1.0\r\n\r\n");
+    CHECK(out == "GET / HTTP/1.1\r\nHost: o\r\nVia: 1.0 cproxy\r\n\r\n");
+}
+
+TEST_CASE("forward: response framing keeps codings, normalised, chunked last") {
+    std::string out = forward_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip,  ,chunked\r\n\r\n");
+    CHECK(count(out, "Transfer-Encoding: gzip, chunked\r\n") == 1);
+    out = forward_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n");
+    CHECK(count(out, "Transfer-Encoding") == 1);
+    CHECK(count(out, "Transfer-Encoding: gzip, chunked\r\n") == 1);
+    // Close-delimited: the non-chunked codings only.
+    out = forward_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+    CHECK(count(out, "Transfer-Encoding: gzip\r\n") == 1);
+    out = forward_response("HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+    CHECK(count(out, "Transfer-Encoding") == 0);
+    // Decoded for an HTTP/1.0 client: chunked is gone, other codings stay.
+    out = forward_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", "GET", true);
+    CHECK(count(out, "Transfer-Encoding: gzip\r\n") == 1);
+    out = forward_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "GET", true);
+    CHECK(count(out, "Transfer-Encoding") == 0);
+    // Lengths collapse to one; HEAD and 304 keep theirs; 204 and 1xx get none.
+    CHECK(count(forward_response("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n"), "Content-Length: 7\r\n") == 1);
+    CHECK(count(forward_response("HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n", "HEAD"), "Content-Length: 7\r\n") == 1);
+    CHECK(count(forward_response("HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"), "Content-Length: 7\r\n") == 1);
+    CHECK(count(forward_response("HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n"), "Content-Length") == 0);
+    CHECK(count(forward_response("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", "HEAD"), "Content-Length") == 0);
+}
+
+TEST_CASE("forward: fields named in Connection are found with work linear in fields and tokens") {
+    // 250 fields, and one Connection field of 20,000 tokens: repeats, names
+    // of fields present and absent. A quadratic search would compare names
+    // millions of times.
+    std::string text = "HTTP/1.1 200 OK\r\n";
+    for (int i = 0; i < 248; ++i) text += "X-F" + std::to_string(i) + ": v\r\n";
+    text += "Connection: ";
+    for (int i = 0; i < 20000; ++i) text += "x-f" + std::to_string(i % 500) + ",";
+    text += "x-f0\r\nContent-Length: 0\r\n\r\n";
+    http::ResponseParser parser(200000, http::header_capacity);
+    http::ResponseHead head;
+    REQUIRE(parser.parse(text, head) == http::ParseStatus::Done);
+    REQUIRE(head.header_count == 250);
+    forward::ConnectionNamed named;
+    forward::mark_connection_named(head.headers.data(), head.header_count, named);
+    for (std::size_t i = 0; i < 248; ++i) CHECK(named.marked[i]);
+    CHECK_FALSE(named.marked[248]);  // Connection itself goes as hop-by-hop, not as named
+    CHECK_FALSE(named.marked[249]);  // Content-Length is protected
+    INFO("name comparisons: " << named.comparisons);
+    CHECK(named.comparisons <= 4 * (head.header_count + 20001));
+
+    // Duplicate field names are all marked.
+    const std::string dup_text = "HTTP/1.1 200 OK\r\nX-A: 1\r\nConnection: x-a\r\nX-A: 2\r\nx-a: 3\r\n\r\n";
+    auto dup = parse_response(dup_text);
+    forward::ConnectionNamed dup_named;
+    forward::mark_connection_named(dup.headers.data(), dup.header_count, dup_named);
+    CHECK(dup_named.marked[0]);
+    CHECK_FALSE(dup_named.marked[1]);
+    CHECK(dup_named.marked[2]);
+    CHECK(dup_named.marked[3]);
+}
+
+TEST_CASE("forward: Via elements are read for this proxy's own name") {
+    auto named = [](const std::string& via) {
+        const std::string text = "GET / HTTP/1.1\r\nVia: " + via + "\r\n\r\n";
+        auto head = parse_request(text);
+        return forward::via_names(head, "cproxy-1a2b3c4d");
+    };
+    CHECK(named("1.1 cproxy-1a2b3c4d"));
+    CHECK(named("1.0 fred, 1.1 CPROXY-1A2B3C4D (cproxy)"));
+    CHECK(named("HTTP/1.1 other (a, b), 1.1 cproxy-1a2b3c4d"));
+    CHECK_FALSE(named("1.1 cproxy-1a2b3c4e"));
+    CHECK_FALSE(named("1.1 other (cproxy-1a2b3c4d)"));
+    CHECK_FALSE(named("1.1 other (x, 1.1 cproxy-1a2b3c4d)"));
+    CHECK_FALSE(named("cproxy-1a2b3c4d"));  // a protocol alone names no hop
 }
 
 TEST_CASE("forward: origin-form keeps the client's Host; empty paths become /") {
     std::string out = rewrite_request("GET /index.html HTTP/1.1\r\nHost: h\r\n\r\n", {"/index.html", "", "cproxy"});
     CHECK(out == "GET /index.html HTTP/1.1\r\nHost: h\r\nVia: 1.1 cproxy\r\n\r\n");
-    out = rewrite_request("GET http://o HTTP/1.0\r\n\r\n", {"", "o", "cproxy", true});
-    CHECK(out == "GET / HTTP/1.0\r\nHost: o\r\nVia: 1.0 cproxy\r\n\r\n");
+    out = rewrite_request("GET http://o HTTP/1.0\r\n\r\n", {"", "o", "cproxy"});
+    CHECK(out == "GET / HTTP/1.1\r\nHost: o\r\nVia: 1.0 cproxy\r\n\r\n");
 }
 
 TEST_CASE("forward: a head that does not fit is refused, not truncated") {
@@ -111,12 +242,18 @@ TEST_CASE("forward: response heads and the client connection") {
         "Content-Length: 2\r\n\r\n";
     auto head = parse_response(text);
     char out[1024];
-    std::size_t n = forward::write_response_head(head, forward::ClientConnection::Close, "cproxy", out, sizeof out);
+    forward::ResponseRewrite rewrite;
+    rewrite.framing = *http::response_framing(head, "GET");
+    rewrite.via_name = "cproxy";
+    rewrite.connection = forward::ClientConnection::Close;
+    std::size_t n = forward::write_response_head(head, rewrite, out, sizeof out);
     CHECK(std::string(out, n) ==
           "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\nVia: 1.1 cproxy\r\n\r\n");
-    n = forward::write_response_head(head, forward::ClientConnection::KeepAliveLegacy, "cproxy", out, sizeof out);
+    rewrite.connection = forward::ClientConnection::KeepAliveLegacy;
+    n = forward::write_response_head(head, rewrite, out, sizeof out);
     CHECK(std::string(out, n).find("Connection: keep-alive\r\n") != std::string::npos);
-    n = forward::write_response_head(head, forward::ClientConnection::Persistent, "cproxy", out, sizeof out);
+    rewrite.connection = forward::ClientConnection::Persistent;
+    n = forward::write_response_head(head, rewrite, out, sizeof out);
     CHECK(std::string(out, n).find("Connection") == std::string::npos);
 }
 
@@ -148,8 +285,10 @@ TEST_CASE("forward: an asked-for Upgrade is forwarded with Connection: Upgrade, 
     auto response = parse_response(switching);
     CHECK(forward::response_names_upgrade(response));
     char buffer[1024];
-    std::size_t n = forward::write_response_head(response, forward::ClientConnection::Upgrade, "cproxy", buffer,
-                                                 sizeof buffer);
+    forward::ResponseRewrite upgrade;
+    upgrade.connection = forward::ClientConnection::Upgrade;
+    upgrade.via_name = "cproxy";
+    std::size_t n = forward::write_response_head(response, upgrade, buffer, sizeof buffer);
     CHECK(std::string(buffer, n) == "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                                     "Sec-WebSocket-Accept: a\r\nConnection: Upgrade\r\nVia: 1.1 cproxy\r\n\r\n");
     CHECK_FALSE(forward::response_names_upgrade(parse_response("HTTP/1.1 101 Switching\r\n\r\n")));

@@ -698,6 +698,11 @@ TEST_CASE("parser: chunked bodies") {
         {"trailing space without extension", "5 \r\nhello\r\n0\r\n\r\n", Error},
         {"size over 2^60", "1000000000000001\r\n", Error},
         {"size overflowing 64 bits", "FFFFFFFFFFFFFFFFFF\r\n", Error},
+        // Sizes that wrap a 64-bit count to a small one if the overflow check
+        // before multiplying by 16 is missing: 2^64 would read as the last chunk.
+        {"size of exactly 2^64", "10000000000000000\r\n\r\n", Error},
+        {"size of 2^64 + 5", "10000000000000005\r\nhello\r\n0\r\n\r\n", Error},
+        {"size of 2^68", "100000000000000000\r\n\r\n", Error},
         {"data longer than its size", "5\r\nhelloX\r\n0\r\n\r\n", Error},
         {"data followed by LF only", "5\r\nhello\n0\r\n\r\n", Error},
         {"data followed by CR only", "5\r\nhello\r0\r\n\r\n", Error},
@@ -754,6 +759,28 @@ TEST_CASE("parser: chunked decoder reports where an error is and stays finished"
     result = decoder.feed("GET");
     CHECK(result.status == ParseStatus::Done);
     CHECK(result.consumed == 0);
+}
+
+TEST_CASE("parser: chunked decoding in place leaves the data, at every split") {
+    const std::string body = "5;ext=1\r\nhello\r\n1\r\n,\r\n6\r\n world\r\n0\r\nT: v\r\n\r\nNEXT";
+    const std::string body_end = body.substr(0, body.size() - 4);
+    for (std::size_t split = 0; split <= body.size(); ++split) {
+        INFO("split at " << split);
+        std::string bytes = body;
+        ChunkedDecoder decoder;
+        std::string data;
+        std::size_t consumed = 0;
+        ChunkedDecoder::Result result{0, ParseStatus::Partial, 0};
+        for (auto [from, to] : {std::pair{std::size_t{0}, split}, std::pair{split, body.size()}}) {
+            if (result.status != ParseStatus::Partial) break;
+            result = decoder.decode(bytes.data() + from, to - from);
+            data.append(bytes.data() + from, result.produced);
+            consumed += result.consumed;
+        }
+        CHECK(result.status == ParseStatus::Done);
+        CHECK(data == "hello, world");
+        CHECK(consumed == body_end.size());
+    }
 }
 
 // ---- field helpers and framing -----------------------------------------------
@@ -821,6 +848,12 @@ bool is(const std::optional<Framing>& framing, BodyKind kind, std::uint64_t leng
            (kind != BodyKind::Length || framing->length == length);
 }
 
+bool is(const RequestFraming& framing, BodyKind kind, std::uint64_t length = 0) {
+    return framing.refusal == 0 && is(framing.framing, kind, length);
+}
+
+std::uint16_t refusal(const RequestFraming& framing) { return framing.refusal; }
+
 }  // namespace
 
 TEST_CASE("parser: request framing") {
@@ -834,6 +867,7 @@ TEST_CASE("parser: request framing") {
     const Fields different_fields = {{"Content-Length", "5"}, {"Content-Length", "6"}};
     const Fields empty_element = {{"Content-Length", "5,,5"}};
     const Fields empty_length = {{"Content-Length", ""}};
+    const Fields only_commas = {{"Content-Length", " , ,"}};
     const Fields signed_length = {{"Content-Length", "+5"}};
     const Fields huge_length = {{"Content-Length", "99999999999999999999"}};
     const Fields chunked = {{"Transfer-Encoding", "chunked"}};
@@ -846,28 +880,45 @@ TEST_CASE("parser: request framing") {
     const Fields chunked_gzip = {{"Transfer-Encoding", "chunked, gzip"}};
     const Fields empty_te = {{"Transfer-Encoding", ""}};
     const Fields chunked_with_empties = {{"Transfer-Encoding", " , chunked ,"}};
+    const Fields chunked_then_empty = {{"Transfer-Encoding", "chunked"}, {"Transfer-Encoding", ""}};
+    const Fields gzip_alone = {{"Transfer-Encoding", "gzip"}};
+    const Fields not_a_token = {{"Transfer-Encoding", "chun\"ked"}};
+    const Fields underscore_te = {{"Transfer_Encoding", "chunked"}};
+    const Fields underscore_cl = {{"content_LENGTH", "5"}};
+    const Fields other_underscore = {{"X_Forwarded_For", "1.2.3.4"}};
 
     CHECK(is(request_framing(*request_with(none)), BodyKind::None));
+    CHECK_FALSE(request_framing(*request_with(none)).framing.content_length);
     CHECK(is(request_framing(*request_with(length)), BodyKind::Length, 42));
     CHECK(is(request_framing(*request_with(zero)), BodyKind::None));
+    CHECK(request_framing(*request_with(zero)).framing.content_length);  // sent on as Content-Length: 0
     CHECK(is(request_framing(*request_with(same_list)), BodyKind::Length, 5));
     CHECK(is(request_framing(*request_with(same_fields)), BodyKind::Length, 5));
-    CHECK_FALSE(request_framing(*request_with(different_list)));
-    CHECK_FALSE(request_framing(*request_with(different_fields)));
-    CHECK_FALSE(request_framing(*request_with(empty_element)));
-    CHECK_FALSE(request_framing(*request_with(empty_length)));
-    CHECK_FALSE(request_framing(*request_with(signed_length)));
-    CHECK_FALSE(request_framing(*request_with(huge_length)));
+    CHECK(refusal(request_framing(*request_with(different_list))) == 400);
+    CHECK(refusal(request_framing(*request_with(different_fields))) == 400);
+    CHECK(is(request_framing(*request_with(empty_element)), BodyKind::Length, 5));  // RFC 9110 §5.6.1
+    CHECK(refusal(request_framing(*request_with(empty_length))) == 400);
+    CHECK(refusal(request_framing(*request_with(only_commas))) == 400);
+    CHECK(refusal(request_framing(*request_with(signed_length))) == 400);
+    CHECK(refusal(request_framing(*request_with(huge_length))) == 400);
     CHECK(is(request_framing(*request_with(chunked)), BodyKind::Chunked));
     CHECK(is(request_framing(*request_with(chunked_upper)), BodyKind::Chunked));
     CHECK(is(request_framing(*request_with(chunked_with_empties)), BodyKind::Chunked));
-    CHECK_FALSE(request_framing(*request_with(chunked_and_length)));
-    CHECK_FALSE(request_framing(*request_with(gzip_chunked)));
-    CHECK_FALSE(request_framing(*request_with(gzip_then_chunked)));
-    CHECK_FALSE(request_framing(*request_with(chunked_twice)));
-    CHECK_FALSE(request_framing(*request_with(chunked_gzip)));
-    CHECK_FALSE(request_framing(*request_with(empty_te)));
-    CHECK_FALSE(request_framing(*request_with(chunked, 0)));  // TE in HTTP/1.0
+    CHECK(is(request_framing(*request_with(chunked_then_empty)), BodyKind::Chunked));
+    CHECK(refusal(request_framing(*request_with(chunked_and_length))) == 400);
+    // RFC 9112 §6.1: a coding the proxy does not implement is 501...
+    CHECK(refusal(request_framing(*request_with(gzip_chunked))) == 501);
+    CHECK(refusal(request_framing(*request_with(gzip_then_chunked))) == 501);
+    // ...and a final coding other than chunked, or chunked twice, is 400 (§6.3).
+    CHECK(refusal(request_framing(*request_with(chunked_twice))) == 400);
+    CHECK(refusal(request_framing(*request_with(chunked_gzip))) == 400);
+    CHECK(refusal(request_framing(*request_with(gzip_alone))) == 400);
+    CHECK(refusal(request_framing(*request_with(not_a_token))) == 400);
+    CHECK(refusal(request_framing(*request_with(empty_te))) == 400);
+    CHECK(refusal(request_framing(*request_with(chunked, 0))) == 400);  // TE in HTTP/1.0
+    CHECK(refusal(request_framing(*request_with(underscore_te))) == 400);
+    CHECK(refusal(request_framing(*request_with(underscore_cl))) == 400);
+    CHECK(is(request_framing(*request_with(other_underscore)), BodyKind::None));
 }
 
 TEST_CASE("parser: request framing from a parsed head") {
@@ -905,11 +956,40 @@ TEST_CASE("parser: response framing") {
     CHECK_FALSE(response_framing(*response_with(200, bad_length), "GET"));
     CHECK(is(response_framing(*response_with(200, chunked), "GET"), BodyKind::Chunked));
     CHECK(is(response_framing(*response_with(200, gzip_chunked), "GET"), BodyKind::Chunked));
-    CHECK(is(response_framing(*response_with(200, chunked_gzip), "GET"), BodyKind::UntilClose));
+    // chunked anywhere but last cannot be re-framed unambiguously: 502.
+    CHECK_FALSE(response_framing(*response_with(200, chunked_gzip), "GET"));
     CHECK(is(response_framing(*response_with(200, chunked, 0), "GET"), BodyKind::UntilClose));
     CHECK_FALSE(response_framing(*response_with(200, chunked_twice), "GET"));
     CHECK_FALSE(response_framing(*response_with(200, chunked_and_length), "GET"));
     CHECK_FALSE(response_framing(*response_with(200, empty_te), "GET"));
     CHECK(is(response_framing(*response_with(200, none), "GET"), BodyKind::UntilClose));
     CHECK(is(response_framing(*response_with(404, none), "POST"), BodyKind::UntilClose));
+}
+
+TEST_CASE("parser: framing fields of bodiless responses are reported for re-emission when valid") {
+    const Fields length = {{"Content-Length", "7, 7"}};
+    const Fields bad_length = {{"Content-Length", "7, 8"}};
+    const Fields gzip_chunked = {{"Transfer-Encoding", "gzip,, chunked"}};
+    const Fields gzip = {{"Transfer-Encoding", "gzip"}};
+
+    // HEAD and 304 keep their validated Content-Length (RFC 9110 §8.6)...
+    for (auto framing : {response_framing(*response_with(200, length), "HEAD"),
+                         response_framing(*response_with(304, length), "GET")}) {
+        REQUIRE(is(framing, BodyKind::None));
+        CHECK(framing->content_length);
+        CHECK(framing->length == 7);
+    }
+    CHECK_FALSE(response_framing(*response_with(200, bad_length), "HEAD")->content_length);
+    auto coded = response_framing(*response_with(200, gzip_chunked), "HEAD");
+    REQUIRE(is(coded, BodyKind::None));
+    CHECK(coded->transfer_coding);
+    CHECK(coded->ends_chunked);
+    // ...1xx and 204 carry none.
+    CHECK_FALSE(response_framing(*response_with(204, length), "GET")->content_length);
+    CHECK_FALSE(response_framing(*response_with(100, length), "GET")->content_length);
+    // A close-delimited body keeps its codings.
+    auto close_coded = response_framing(*response_with(200, gzip), "GET");
+    REQUIRE(is(close_coded, BodyKind::UntilClose));
+    CHECK(close_coded->transfer_coding);
+    CHECK_FALSE(close_coded->ends_chunked);
 }

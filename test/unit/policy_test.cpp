@@ -98,6 +98,13 @@ TEST_CASE("policy: address ranges") {
     CHECK(v6.contains(address("2001:db8:ffff::1")));
     CHECK_FALSE(v6.contains(address("2001:db8:7fff::1")));
     CHECK_FALSE(v6.contains(address("10.0.0.1")));
+    // A range written IPv4-mapped is the IPv4 range, as addresses are compared unmapped.
+    auto mapped = (*parse_address_ranges("::ffff:10.1.0.0/112"))[0];
+    CHECK(mapped.family == AF_INET);
+    CHECK(mapped.prefix == 16);
+    CHECK(mapped.contains(address("10.1.2.3")));
+    CHECK_FALSE(mapped.contains(address("10.2.0.1")));
+    CHECK((*parse_address_ranges("::ffff:0:0/95"))[0].family == AF_INET6);  // wider than the mapped block
     auto every = *parse_address_ranges("all");
     CHECK((every[0].contains(address("8.8.8.8")) || every[1].contains(address("8.8.8.8"))));
     CHECK((every[0].contains(address("2001:db8::1")) || every[1].contains(address("2001:db8::1"))));
