@@ -257,8 +257,8 @@ std::size_t write_response_head(const http::ResponseHead& head, const ResponseRe
     }
     const http::Framing& framing = rewrite.framing;
     if (framing.transfer_coding) {
-        bool keep_chunked = framing.ends_chunked && !rewrite.dechunk && framing.kind != http::BodyKind::UntilClose;
-        write_transfer_coding(writer, head, keep_chunked);
+        bool keep_chunked = framing.ends_chunked && framing.kind != http::BodyKind::UntilClose;
+        if (!rewrite.http10_client) write_transfer_coding(writer, head, keep_chunked);
     } else if (framing.content_length) {
         write_number_field(writer, "Content-Length", framing.length);
     }

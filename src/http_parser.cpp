@@ -1000,6 +1000,7 @@ Framing coded(BodyKind kind, const FramingFields& fields) noexcept {
     Framing framing{kind, 0};
     framing.transfer_coding = true;
     framing.ends_chunked = fields.last_coding_chunked;
+    framing.other_codings = fields.coding_count > fields.chunked_count;
     return framing;
 }
 

@@ -67,10 +67,10 @@ const char* reason_phrase(int status) noexcept {
     case 408: return "Request Timeout";
     case 414: return "URI Too Long";
     case 431: return "Request Header Fields Too Large";
+    case 501: return "Not Implemented";
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
-    case 501: return "Not Implemented";
     case 505: return "HTTP Version Not Supported";
     case 508: return "Loop Detected";
     default: return "Error";
@@ -977,8 +977,15 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
         // no close): whether it stays usable is the response's to say.
         s.upstream_reusable = forward::upstream_allows_reuse(head) &&
                               framing->kind != http::BodyKind::UntilClose;
-        // An HTTP/1.0 client cannot read chunked: it gets the body decoded,
-        // ended by close (RFC 9112 §7.1 lets only 1.1 recipients be sent chunked).
+        // An HTTP/1.0 client may be sent no transfer coding (RFC 9112 §6.1):
+        // chunked is decoded for it and the body ended by close; any other
+        // coding, which cproxy cannot undo, cannot reach it.
+        if (s.client_http10 && framing->other_codings && framing->kind != http::BodyKind::None) {
+            close_upstream(s);
+            s.close_after_response = true;
+            return fail(index, 502, "the server's response has a transfer coding an HTTP/1.0 client cannot read",
+                        EndReason::UpstreamBadResponse);
+        }
         s.dechunk_response = s.client_http10 && framing->kind == http::BodyKind::Chunked;
         if (framing->kind == http::BodyKind::UntilClose || s.dechunk_response || s.close_after_response ||
             !s.request_complete || stopping_)
@@ -988,7 +995,7 @@ Worker::Step Worker::process_response_head(std::uint32_t index) noexcept {
                              : s.legacy_keep_alive ? forward::ClientConnection::KeepAliveLegacy
                                                    : forward::ClientConnection::Persistent;
         rewrite.framing = *framing;
-        rewrite.dechunk = s.dechunk_response;
+        rewrite.http10_client = s.client_http10;
         rewrite.via_name = config_->via;
         std::size_t length = forward::write_response_head(head, rewrite, scratch_.get(), scratch_size_);
         if (length == 0 || !s.response->replace(s.response_unsent, old_length, {scratch_.get(), length})) break;

@@ -75,9 +75,9 @@ struct ResponseRewrite {
     // copied. Codings are kept, normalised, chunked last; a close-delimited
     // body keeps only its other codings.
     http::Framing framing = {};
-    // The chunked body goes to an HTTP/1.0 client decoded and ended by close:
-    // chunked is left out of Transfer-Encoding.
-    bool dechunk = false;
+    // An HTTP/1.0 client is sent no Transfer-Encoding at all (RFC 9112
+    // §6.1): a chunked body reaches it decoded and ended by close.
+    bool http10_client = false;
     std::string_view via_name = {};
 };
 

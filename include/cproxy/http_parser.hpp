@@ -137,6 +137,7 @@ struct Framing {
     bool content_length = false;    // a valid Content-Length was sent (0 included)
     bool transfer_coding = false;   // a valid Transfer-Encoding list was sent...
     bool ends_chunked = false;      // ...whose final coding is chunked
+    bool other_codings = false;     // ...with codings other than chunked (gzip, ...)
 };
 
 // Request body framing (RFC 9112 §6.3), or the status to refuse it with:

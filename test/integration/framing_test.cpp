@@ -360,3 +360,49 @@ TEST_CASE("integration: framing: a malformed chunked response body that has not 
     CHECK(r->header("Connection") == "close");
     CHECK(c.wait_closed());
 }
+
+TEST_CASE("integration: http10: an HTTP/1.0 client gets no 1xx (RFC 9110 §15.2), and its Upgrade is not passed "
+          "on",
+          "[integration][framing][http10]")
+{
+    Origin o(http_origin([](const HttpRequest&) {
+        return Reply{"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n" + http_response(200, "ok")};
+    }));
+    Proxy p(proxy_args());
+    Conn c = p.connect();
+    REQUIRE(c.send_all("GET " + o.url("/") + " HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"));
+    auto all = c.read_until_close();
+    REQUIRE(all.closed);
+    INFO("client got:\n" << all.data);
+    CHECK(all.data.rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(all.data.find("103") == std::string::npos);
+    REQUIRE(o.wait_requests(1));
+    CHECK(o.requests()[0].count("Upgrade") == 0);
+    CHECK(o.requests()[0].count("Connection") == 0);
+}
+
+TEST_CASE("integration: http10: an HTTP/1.0 client is sent no Transfer-Encoding (RFC 9112 §6.1); a coding "
+          "cproxy cannot undo gets 502",
+          "[integration][framing][http10]")
+{
+    Origin o(http_origin([](const HttpRequest& r) {
+        if (r.target == "/gzip")
+            return Reply{"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"};
+        return Reply{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"};
+    }));
+    Proxy p(proxy_args());
+    {
+        Conn c = p.connect();
+        REQUIRE(c.send_all("GET " + o.url("/gzip") + " HTTP/1.0\r\n\r\n"));
+        auto r = c.read_response();
+        REQUIRE(r);
+        CHECK(r->status == 502);
+        CHECK(r->count("Transfer-Encoding") == 0);
+    }
+    Conn c = p.connect();
+    REQUIRE(c.send_all("HEAD " + o.url("/plain") + " HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    auto head = c.read_response(kWait, true);
+    REQUIRE(head);
+    CHECK(head->status == 200);
+    CHECK(head->count("Transfer-Encoding") == 0);
+}
