@@ -6,6 +6,7 @@
 #include "harness.hpp"
 
 #include <cctype>
+#include <csignal>
 #include <cstdlib>
 
 #include <catch2/catch.hpp>
@@ -76,20 +77,35 @@ TEST_CASE("integration: loops: CONNECT and absolute-form requests to cproxy's ow
     CHECK(r->status == 200);
 }
 
-TEST_CASE("integration: loops: under a wildcard listener the host's other addresses are its own",
+TEST_CASE("integration: loops: under a wildcard listener the host's other addresses are its own, as read at "
+          "start-up and on reload",
           "[integration][loops]")
 {
+    const std::vector<std::string> wildcard = {"-c", "/dev/null", "-l", "0.0.0.0:0", "--allow", "127.0.0.0/8",
+                                               "--connect-ports", "any"};
+    auto connect_status = [](Proxy& p) {
+        std::string self = std::string(ExtraAddress::address) + ":" + std::to_string(p.port());
+        Conn c = p.connect();
+        auto r = c.roundtrip("CONNECT " + self + " HTTP/1.1\r\nHost: " + self + "\r\n\r\n");
+        REQUIRE(r);
+        return r->status;
+    };
+    Proxy late(wildcard);  // started before the address exists
     ExtraAddress extra;
-    Proxy p({"-c", "/dev/null", "-l", "0.0.0.0:0", "--allow", "127.0.0.0/8", "--connect-ports", "any"});
-    std::string self = std::string(ExtraAddress::address) + ":" + std::to_string(p.port());
-    Conn c = p.connect();
-    auto r = c.roundtrip("CONNECT " + self + " HTTP/1.1\r\nHost: " + self + "\r\n\r\n");
-    REQUIRE(r);
-    CHECK(r->status == 508);
-    Conn d = p.connect();
+    Proxy early(wildcard);
+    CHECK(connect_status(early) == 508);
+    std::string self = std::string(ExtraAddress::address) + ":" + std::to_string(early.port());
+    Conn d = early.connect();
     auto get = d.roundtrip("GET http://" + self + "/ HTTP/1.1\r\nHost: h\r\n\r\n");
     REQUIRE(get);
     CHECK(get->status == 508);
+
+    // Unknown to `late` until a reload reads the addresses again: until then
+    // the CONNECT is a tunnel into itself.
+    CHECK(connect_status(late) == 200);
+    ::kill(late.pid(), SIGHUP);
+    REQUIRE(late.wait_err([](const std::string& err) { return err.find("configuration reloaded") != std::string::npos; }));
+    CHECK(connect_status(late) == 508);
 }
 
 TEST_CASE("integration: loops: a request whose Via already names this instance gets 508",
