@@ -42,10 +42,12 @@ bool parse_port(std::string_view text, std::uint16_t& port) noexcept {
     return true;
 }
 
-// An IP literal of the header's family.
+// An IP literal of the header's family, as written: TCP6 may carry an
+// IPv4-mapped address, which the literal parser hands back as IPv4.
 bool parse_ip(std::string_view text, int family, std::uint16_t port, SocketAddress& out) noexcept {
     auto address = parse_ip_literal(text, port);
-    if (!address || address->family() != family) return false;
+    bool written_v6 = text.find(':') != std::string_view::npos;
+    if (!address || written_v6 != (family == AF_INET6)) return false;
     out = *address;
     return true;
 }

@@ -169,3 +169,21 @@ TEST_CASE("integration: loops: rules compare IPv4-mapped addresses as IPv4 addre
     REQUIRE(r);
     CHECK(r->status == 200);
 }
+
+TEST_CASE("integration: loops: a client a PROXY header names as IPv4-mapped IPv6 is its IPv4 address for rules "
+          "and logs",
+          "[integration][loops][proxy-protocol]")
+{
+    Origin o(static_origin("ok"));
+    Proxy p({"-c", "/dev/null", "-l", "127.0.0.1:0 proxy_protocol", "--proxy-trusted", "127.0.0.1", "--allow",
+             "198.51.100.0/24", "-v"});
+    Conn c = p.connect();
+    auto r = c.roundtrip("PROXY TCP6 ::ffff:198.51.100.7 ::1 1000 80\r\nGET " + o.url("/") +
+                         " HTTP/1.1\r\nHost: h\r\n\r\n");
+    REQUIRE(r);
+    CHECK(r->status == 200);
+    REQUIRE(p.wait_err([](const std::string& e) { return !access_log_lines(e).empty(); }));
+    auto lines = access_log_lines(p.err());
+    INFO("stderr: " << p.err());
+    CHECK(lines[0][1] == "198.51.100.7:1000");
+}
