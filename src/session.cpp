@@ -258,7 +258,9 @@ Worker::Step Worker::read_head(std::uint32_t index) noexcept {
     if (s.client_can_read && (!s.request || s.request->size() < request_head_room(s))) {
         if (!s.request && !(s.request = head_buffers_.acquire()) && !(s.request = buffers_.acquire()))
             return close_session(index, EndReason::NoResources);
-        ssize_t n = ::recv(s.client.get(), s.request->space(), request_head_room(s) - s.request->size(), 0);
+        std::size_t asked = request_head_room(s) - s.request->size();
+        ssize_t n = ::recv(s.client.get(), s.request->space(), asked, 0);
+        if (read_drained(n, asked, s.client_fin_arrived)) s.client_can_read = false;
         if (n > 0) {
             s.request->commit(static_cast<std::uint32_t>(n));
             if (!s.stats_client) counters_.bytes_in += static_cast<std::uint64_t>(n);
@@ -684,7 +686,7 @@ Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
         } else {
             s.upstream = std::move(socket);
             s.destination = s.upstream_address = address;
-            s.upstream_can_read = s.upstream_can_write = false;
+            s.upstream_can_read = s.upstream_can_write = s.upstream_fin_arrived = false;
             s.upstream_reusable = false;
         }
         s.next_attempt_ms = s.next_candidate < s.candidates.count ? now_ms_ + happy_eyeballs_delay_ms : 0;
@@ -746,7 +748,7 @@ Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
             s.upstream = std::move(s.racer);
             s.destination = s.upstream_address = s.candidates.at(s.racer_candidate, s.target_port);
             s.racer_can_write = false;
-            s.upstream_can_read = false;
+            s.upstream_can_read = s.upstream_fin_arrived = false;
             s.upstream_can_write = true;
             s.upstream_reusable = false;
             if (!reactor_.rewatch(s.upstream.get(), new_upstream_token(index), true)) {
@@ -1023,7 +1025,9 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
         if (!s.request && !(s.request = buffers_.acquire())) return close_session(index, EndReason::NoResources);
         if (s.request->space_size() == 0) s.request->compact();
         if (s.request->space_size() > 0) {
-            ssize_t n = ::recv(s.client.get(), s.request->space(), s.request->space_size(), 0);
+            std::size_t asked = s.request->space_size();
+            ssize_t n = ::recv(s.client.get(), s.request->space(), asked, 0);
+            if (read_drained(n, asked, s.client_fin_arrived)) s.client_can_read = false;
             if (n > 0) {
                 s.request->commit(static_cast<std::uint32_t>(n));
                 counters_.bytes_in += static_cast<std::uint64_t>(n);
@@ -1090,6 +1094,7 @@ Worker::Step Worker::exchange(std::uint32_t index) noexcept {
         std::uint32_t used = buffer_size - s.response->space_size();
         if (used < limit) {
             ssize_t n = ::recv(s.upstream.get(), s.response->space(), limit - used, 0);
+            if (read_drained(n, limit - used, s.upstream_fin_arrived)) s.upstream_can_read = false;
             if (n > 0) {
                 s.response->commit(static_cast<std::uint32_t>(n));
                 s.replay_length = 0;  // the server answered: never replay now
@@ -1205,7 +1210,7 @@ Worker::Step Worker::relay_response_body(std::uint32_t index, bool progress) noe
     RelayContext context{buffers_, pipes_, splice_enabled_, tunnel_budget};
     std::uint64_t sent_before = s.to_client.bytes, spliced_before = s.to_client.spliced_bytes;
     RelayResult result = relay(s.to_client, s.upstream.get(), s.client.get(), s.upstream_can_read,
-                               s.client_can_write, context);
+                               s.client_can_write, s.upstream_fin_arrived, context);
     std::uint64_t sent = s.to_client.bytes - sent_before;
     s.bytes_out += sent;
     counters_.bytes_out += sent;
@@ -1259,9 +1264,9 @@ Worker::Step Worker::tunnel(std::uint32_t index) noexcept {
     std::uint64_t up_before = s.to_upstream.bytes, down_before = s.to_client.bytes;
     std::uint64_t spliced_before = s.to_upstream.spliced_bytes + s.to_client.spliced_bytes;
     RelayResult up = relay(s.to_upstream, s.client.get(), s.upstream.get(), s.client_can_read,
-                           s.upstream_can_write, context);
+                           s.upstream_can_write, s.client_fin_arrived, context);
     RelayResult down = relay(s.to_client, s.upstream.get(), s.client.get(), s.upstream_can_read,
-                             s.client_can_write, context);
+                             s.client_can_write, s.upstream_fin_arrived, context);
     std::uint64_t up_moved = s.to_upstream.bytes - up_before;
     std::uint64_t down_moved = s.to_client.bytes - down_before;
     s.bytes_in += up_moved;
@@ -1429,6 +1434,7 @@ Worker::Step Worker::linger(std::uint32_t index) noexcept {
     }
     while (s.client_can_read) {
         ssize_t n = ::recv(s.client.get(), scratch_.get(), scratch_size_, 0);
+        if (read_drained(n, scratch_size_, s.client_fin_arrived)) s.client_can_read = false;
         if (n > 0) continue;
         if (n < 0 && would_block(errno)) {
             s.client_can_read = false;
@@ -1443,7 +1449,7 @@ void Worker::close_upstream(Session& s) noexcept {
     drop_upstream(s);
     drop_racer(s);
     s.racer_can_write = false;
-    s.upstream_can_read = s.upstream_can_write = false;
+    s.upstream_can_read = s.upstream_can_write = s.upstream_fin_arrived = false;
     s.upstream_reusable = false;
 }
 

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "cproxy/reactor.hpp"
+
 namespace cproxy {
 
 PipePool::PipePool(std::uint32_t max_pipes) : max_pipes_(max_pipes) { free_.reserve(max_pipes); }
@@ -65,7 +67,7 @@ static void park_idle_resources(RelayDirection& direction, const RelayContext& c
 }
 
 RelayResult relay(RelayDirection& direction, int from, int to, bool& can_read, bool& can_write,
-                  const RelayContext& context) noexcept {
+                  bool from_fin_arrived, const RelayContext& context) noexcept {
     if (direction.finished) return RelayResult::Finished;
     std::size_t moved = 0;
     while (true) {
@@ -138,6 +140,7 @@ RelayResult relay(RelayDirection& direction, int from, int to, bool& can_read, b
         if (!direction.buffer) return RelayResult::Yield;
         std::size_t wanted = std::min<std::uint64_t>(direction.buffer->space_size(), direction.read_limit);
         ssize_t n = ::recv(from, direction.buffer->space(), wanted, 0);
+        if (read_drained(n, wanted, from_fin_arrived)) can_read = false;
         if (n > 0) {
             direction.buffer->commit(static_cast<std::uint32_t>(n));
             note_read(direction, static_cast<std::uint64_t>(n));

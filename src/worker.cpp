@@ -371,13 +371,16 @@ void Worker::on_session_event(std::uint32_t index, std::uint32_t tag, bool upstr
     Session& s = sessions_[index];
     bool readable = events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
     bool writable = events & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+    bool fin = events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
     if (upstream) {
         if (!s.upstream) return;  // an event for an upstream socket already closed
         s.upstream_can_read |= readable;
         s.upstream_can_write |= writable;
+        s.upstream_fin_arrived |= fin;
     } else {
         s.client_can_read |= readable;
         s.client_can_write |= writable;
+        s.client_fin_arrived |= fin;
     }
     drive(index);
 }
@@ -419,7 +422,7 @@ void Worker::hand_over(Session& from, std::uint32_t to) noexcept {
     if (usable && reactor_.rewatch(from.upstream.get(), new_upstream_token(to), true)) {
         waiter.upstream = std::move(from.upstream);
         waiter.destination = waiter.upstream_address = from.upstream_address;
-        waiter.upstream_can_read = false;
+        waiter.upstream_can_read = waiter.upstream_fin_arrived = false;
         waiter.upstream_can_write = true;
         waiter.upstream_reusable = false;
         waiter.upstream_handed = true;
@@ -509,7 +512,7 @@ bool Worker::take_pooled_upstream(std::uint32_t index) noexcept {
     }
     s.upstream = std::move(connection);
     s.destination = s.upstream_address = address;
-    s.upstream_can_read = false;
+    s.upstream_can_read = s.upstream_fin_arrived = false;
     s.upstream_can_write = true;
     s.upstream_reusable = false;
     return true;

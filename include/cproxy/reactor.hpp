@@ -6,7 +6,9 @@
 #pragma once
 
 #include <sys/epoll.h>
+#include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "cproxy/fd.hpp"
@@ -25,6 +27,15 @@ constexpr std::uint32_t token_index(std::uint64_t token) noexcept {
 }
 constexpr std::uint32_t token_generation(std::uint64_t token) noexcept {
     return static_cast<std::uint32_t>(token >> 32);
+}
+
+// Under edge-triggered epoll a stream socket's read that returned fewer bytes
+// than it asked for emptied the receive queue, and bytes arriving later raise a
+// new event: reading again now would only return EAGAIN, a system call for
+// nothing. Not once the peer's FIN has arrived (EPOLLRDHUP): no event follows
+// it, so reading goes on until it returns the 0 that ends the stream.
+constexpr bool read_drained(ssize_t got, std::size_t asked, bool fin_arrived) noexcept {
+    return !fin_arrived && got > 0 && static_cast<std::size_t>(got) < asked;
 }
 
 class Reactor {

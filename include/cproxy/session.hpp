@@ -140,6 +140,8 @@ struct Session {
     bool client_can_write = false;
     bool upstream_can_read = false;
     bool upstream_can_write = false;
+    bool client_fin_arrived = false;    // EPOLLRDHUP seen: reads go on to the 0 (read_drained)
+    bool upstream_fin_arrived = false;  // the same for the socket now in `upstream`
     bool racer_can_write = false;
     bool racer_is_newest = false;    // of the two attempts, the racer started last
     bool head_started = false;       // bytes of a request head have arrived

@@ -86,8 +86,10 @@ enum class RelayResult : std::uint8_t {
     Error,        // a socket failed (reset, broken pipe), or a limited source ended early
 };
 
+// `from_fin_arrived`: the source's FIN has been seen (EPOLLRDHUP), so a short
+// read does not end the reading (read_drained).
 RelayResult relay(RelayDirection& direction, int from, int to, bool& can_read, bool& can_write,
-                  const RelayContext& context) noexcept;
+                  bool from_fin_arrived, const RelayContext& context) noexcept;
 
 // Gives back the direction's pipe (destroyed if it still holds bytes) and buffer.
 void release_relay(RelayDirection& direction, BufferPool& buffers, PipePool& pipes) noexcept;

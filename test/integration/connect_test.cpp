@@ -183,6 +183,28 @@ TEST_CASE("integration: CONNECT half-close: origin EOF reaches the client, which
     CHECK(o.notes().at(0) == "eof:client-late");
 }
 
+TEST_CASE("integration: CONNECT: bytes sent with the FIN reach the other side, then its end (a short read "
+          "stops reading only before the FIN)",
+          "[integration][reads][connect]")
+{
+    Origin o([](Origin&, Conn& c) {
+        c.send_all(std::string(20 * 1024 + 3, 'd'));
+        c.shutdown_write();
+        c.wait_closed(Ms(5000));
+    });
+    // The copy path reads with recv; the splice path moves what is there.
+    auto splice = GENERATE("on", "off");
+    INFO("--splice " << splice);
+    Proxy p(proxy_args({"--connect-ports", "any", "--timeout-tunnel-idle", "30s", "--splice", splice}));
+    Conn c = p.connect();
+    REQUIRE(c.send_all(connect_req(o.authority())));
+    REQUIRE(read_connect_reply(c) == "HTTP/1.1 200 Connection established");
+    auto got = c.read_until_close(Ms(5000));
+    CHECK(got.closed);
+    CHECK_FALSE(got.reset);
+    CHECK(got.data == std::string(20 * 1024 + 3, 'd'));
+}
+
 TEST_CASE("integration: CONNECT is only allowed to port 443 by default", "[integration][connect]")
 {
     Origin o(echo_origin());
