@@ -797,6 +797,8 @@ void Worker::begin_tunnel(Session& s) noexcept {
     s.to_upstream.buffer = std::exchange(s.request, nullptr);
     s.to_client.buffer = std::exchange(s.response, nullptr);
     s.request_unsent = s.response_unsent = 0;
+    for (int socket : {s.client.get(), s.upstream.get()})
+        ::setsockopt(socket, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &tunnel_notsent_lowat, sizeof tunnel_notsent_lowat);
     s.phase = Phase::Tunnel;
     s.phase_started_ms = now_ms_;
     ++counters_.tunnels_open;
