@@ -1,6 +1,7 @@
 #include "cproxy/forward.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 
@@ -123,10 +124,20 @@ void mark_connection_named(const http::Header* headers, std::size_t count, Conne
     // same_name chains the later fields of that name, in order.
     constexpr std::size_t slots = 2 * http::header_capacity;
     constexpr std::uint16_t none = 0xffff;
+    count = std::min(count, http::header_capacity);
+    // Most heads have no Connection field, or name in it only fields that are
+    // dropped anyway ("keep-alive"): then no table is built.
+    bool names_other_fields = false;
+    for (std::size_t i = 0; i < count && !names_other_fields; ++i) {
+        if (!iequals(headers[i].name, "connection")) continue;
+        for_each_item(headers[i].value, [&](std::string_view token) noexcept {
+            names_other_fields |= !protected_field(token) && !always_hop_by_hop(token);
+        });
+    }
+    if (!names_other_fields) return;
     std::array<std::uint16_t, slots> table;
     std::array<std::uint16_t, http::header_capacity> same_name;
     table.fill(0);
-    count = std::min(count, http::header_capacity);
     auto find = [&](std::string_view name) noexcept {
         std::size_t slot = name_hash(name) & (slots - 1);
         while (table[slot] != 0) {
@@ -180,8 +191,8 @@ static void write_forwarded(HeadWriter& writer, const http::RequestHead& head, c
 
 static void write_number_field(HeadWriter& writer, std::string_view name, std::uint64_t value) noexcept {
     char digits[24];
-    int n = std::snprintf(digits, sizeof digits, "%llu", static_cast<unsigned long long>(value));
-    writer.field(name, std::string_view(digits, static_cast<std::size_t>(n)));
+    auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+    writer.field(name, std::string_view(digits, static_cast<std::size_t>(end - digits)));
 }
 
 std::size_t write_request_head(const http::RequestHead& head, const RequestRewrite& rewrite,

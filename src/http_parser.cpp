@@ -858,18 +858,6 @@ ChunkedDecoder::Result ChunkedDecoder::run(std::string_view input, char* out) no
 
 // ---- field helpers -----------------------------------------------------------
 
-bool iequals(std::string_view a, std::string_view b) noexcept {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        auto x = static_cast<unsigned char>(a[i]);
-        auto y = static_cast<unsigned char>(b[i]);
-        if (x >= 'A' && x <= 'Z') x |= 0x20;
-        if (y >= 'A' && y <= 'Z') y |= 0x20;
-        if (x != y) return false;
-    }
-    return true;
-}
-
 namespace {
 
 // Calls visit(element) for each comma-separated element of `list`, trimmed of

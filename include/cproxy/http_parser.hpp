@@ -123,7 +123,18 @@ private:
 
 // ---- field helpers (RFC 9110) -------------------------------------------------
 
-bool iequals(std::string_view a, std::string_view b) noexcept;
+// Inline: most calls, matching field names, end at the length.
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        auto x = static_cast<unsigned char>(a[i]);
+        auto y = static_cast<unsigned char>(b[i]);
+        if (x >= 'A' && x <= 'Z') x |= 0x20;
+        if (y >= 'A' && y <= 'Z') y |= 0x20;
+        if (x != y) return false;
+    }
+    return true;
+}
 // True if the comma-separated `list` contains `token` (case-insensitive).
 bool list_contains(std::string_view list, std::string_view token) noexcept;
 // Strict 1*DIGIT, no sign, no whitespace, no overflow past 2^62.
