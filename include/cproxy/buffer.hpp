@@ -1,4 +1,4 @@
-// Fixed-size I/O buffers from per-worker pools: the common 16 KiB ones, and a
+// Fixed-size I/O buffers from per-worker pools: the common 32 KiB ones, and a
 // few large ones for request heads beyond that (max_header_size).
 //
 // The pool reserves address space for every buffer it may ever hand out in one
@@ -16,7 +16,10 @@
 
 namespace cproxy {
 
-inline constexpr std::uint32_t buffer_size = 16384;
+// A response of up to about 32 KiB (head and body) is read in one call and
+// sent in one: at 16 KiB, a 16 KiB file took two of each and two segments to
+// the client, 5% more CPU a request.
+inline constexpr std::uint32_t buffer_size = 32768;
 // Request heads start in a buffer this small, four to a page, and move to a
 // regular one only when they outgrow it or a body, tunnel or rewrite needs the
 // room: ten thousand clients with a request waiting then touch 10 MiB, not 40.

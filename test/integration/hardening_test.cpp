@@ -109,7 +109,7 @@ TEST_CASE("hardening: a mix of good, bad and aborted sessions leaves nothing beh
         // Heads that need a large buffer: served, refused, abandoned.
         {
             Conn c = p.connect();
-            std::string big_field = "X-Big: " + std::string(30 * 1024, 'b') + "\r\n";
+            std::string big_field = "X-Big: " + std::string(40 * 1024, 'b') + "\r\n";
             auto served = c.roundtrip("GET " + web.url() + " HTTP/1.1\r\nHost: x\r\n" + big_field + "\r\n");
             REQUIRE(served);
             CHECK(served->status == 200);
