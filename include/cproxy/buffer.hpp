@@ -17,8 +17,8 @@
 namespace cproxy {
 
 // A response of up to about 32 KiB (head and body) is read in one call and
-// sent in one: at 16 KiB, a 16 KiB file took two of each and two segments to
-// the client, 5% more CPU a request.
+// sent in one: at 16 KiB, a 16 KiB file took two of each, and two segments
+// to the client.
 inline constexpr std::uint32_t buffer_size = 32768;
 // Request heads start in a buffer this small, four to a page, and move to a
 // regular one only when they outgrow it or a body, tunnel or rewrite needs the
