@@ -6,8 +6,13 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 
@@ -29,6 +34,49 @@ std::string read_connect_reply(Conn& c, std::string* head_out = nullptr)
     if (head_out)
         *head_out = *head;
     return head->substr(0, head->find("\r\n"));
+}
+
+// TCP_NOTSENT_LOWAT of each of cproxy's sockets whose peer is at 127.0.0.1
+// `port`, read from a copy of the descriptor (pidfd_getfd, which needs the
+// root the test namespace runs as). 0 is the kernel's "not set".
+std::vector<int> notsent_lowats_towards(pid_t pid, std::uint16_t port)
+{
+    std::vector<int> out;
+    int process = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (process < 0)
+        return out;
+    std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+            int target = std::atoi(e->d_name);
+            if (e->d_name[0] == '.')
+                continue;
+            int copy = static_cast<int>(::syscall(SYS_pidfd_getfd, process, target, 0));
+            if (copy < 0)
+                continue;
+            sockaddr_in peer{};
+            socklen_t length = sizeof peer;
+            int lowat = 0;
+            socklen_t lowat_length = sizeof lowat;
+            if (::getpeername(copy, reinterpret_cast<sockaddr*>(&peer), &length) == 0 &&
+                peer.sin_family == AF_INET && ntohs(peer.sin_port) == port &&
+                ::getsockopt(copy, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, &lowat_length) == 0)
+                out.push_back(lowat);
+            ::close(copy);
+        }
+        ::closedir(d);
+    }
+    ::close(process);
+    return out;
+}
+
+// The local port of a connected socket.
+std::uint16_t local_port(int fd)
+{
+    sockaddr_in local{};
+    socklen_t length = sizeof local;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length);
+    return ntohs(local.sin_port);
 }
 
 // Sends `out` while receiving until `expect` bytes sit in c.buffer(), both
@@ -203,6 +251,36 @@ TEST_CASE("integration: CONNECT: bytes sent with the FIN reach the other side, t
     CHECK(got.closed);
     CHECK_FALSE(got.reset);
     CHECK(got.data == std::string(20 * 1024 + 3, 'd'));
+}
+
+TEST_CASE("integration: CONNECT: a tunnel's sockets keep at most 16 KiB unsent (TCP_NOTSENT_LOWAT), "
+          "a plain request's keep the kernel's default",
+          "[integration][connect]")
+{
+    Origin o([](Origin&, Conn& c) {
+        if (c.read_request())
+            c.send_all("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        c.wait_closed(Ms(5000));
+    });
+    Proxy p(proxy_args({"--connect-ports", "any"}));
+
+    Conn plain = p.connect();
+    auto r = plain.roundtrip("GET " + o.url("/") + " HTTP/1.1\r\nHost: h\r\n\r\n");
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+    CHECK(notsent_lowats_towards(p.pid(), local_port(plain.fd())) == std::vector<int>{0});
+    CHECK(notsent_lowats_towards(p.pid(), o.port()) == std::vector<int>{0});
+    plain.close();
+    REQUIRE(o.wait_connections(1));
+
+    Conn c = p.connect();
+    REQUIRE(c.send_all(connect_req(o.authority())));
+    REQUIRE(read_connect_reply(c) == "HTTP/1.1 200 Connection established");
+    REQUIRE(o.wait_connections(2));
+    CHECK(notsent_lowats_towards(p.pid(), local_port(c.fd())) == std::vector<int>{16 * 1024});
+    // The plain request's upstream connection may still sit in the idle pool.
+    auto towards_origin = notsent_lowats_towards(p.pid(), o.port());
+    CHECK(std::count(towards_origin.begin(), towards_origin.end(), 16 * 1024) == 1);
 }
 
 TEST_CASE("integration: CONNECT is only allowed to port 443 by default", "[integration][connect]")
