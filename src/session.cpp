@@ -686,8 +686,7 @@ Worker::Step Worker::connect_next(std::uint32_t index) noexcept {
         } else {
             s.upstream = std::move(socket);
             s.destination = s.upstream_address = address;
-            s.upstream_can_read = s.upstream_can_write = s.upstream_fin_arrived = false;
-            s.upstream_reusable = false;
+            s.reset_upstream_state(false);
         }
         s.next_attempt_ms = s.next_candidate < s.candidates.count ? now_ms_ + happy_eyeballs_delay_ms : 0;
         return Step::Progress;
@@ -748,9 +747,7 @@ Worker::Step Worker::finish_connect(std::uint32_t index) noexcept {
             s.upstream = std::move(s.racer);
             s.destination = s.upstream_address = s.candidates.at(s.racer_candidate, s.target_port);
             s.racer_can_write = false;
-            s.upstream_can_read = s.upstream_fin_arrived = false;
-            s.upstream_can_write = true;
-            s.upstream_reusable = false;
+            s.reset_upstream_state(true);
             if (!reactor_.rewatch(s.upstream.get(), new_upstream_token(index), true)) {
                 close_upstream(s);
                 return fail(index, 503, "cannot watch the upstream socket", EndReason::NoResources);
@@ -1451,8 +1448,7 @@ void Worker::close_upstream(Session& s) noexcept {
     drop_upstream(s);
     drop_racer(s);
     s.racer_can_write = false;
-    s.upstream_can_read = s.upstream_can_write = s.upstream_fin_arrived = false;
-    s.upstream_reusable = false;
+    s.reset_upstream_state(false);
 }
 
 void Worker::log_request(Session& s) noexcept {

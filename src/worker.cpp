@@ -422,9 +422,7 @@ void Worker::hand_over(Session& from, std::uint32_t to) noexcept {
     if (usable && reactor_.rewatch(from.upstream.get(), new_upstream_token(to), true)) {
         waiter.upstream = std::move(from.upstream);
         waiter.destination = waiter.upstream_address = from.upstream_address;
-        waiter.upstream_can_read = waiter.upstream_fin_arrived = false;
-        waiter.upstream_can_write = true;
-        waiter.upstream_reusable = false;
+        waiter.reset_upstream_state(true);
         waiter.upstream_handed = true;
         waiter.upstream_wait = UpstreamWait::None;
         waiter.phase_started_ms = now_ms_;
@@ -512,9 +510,7 @@ bool Worker::take_pooled_upstream(std::uint32_t index) noexcept {
     }
     s.upstream = std::move(connection);
     s.destination = s.upstream_address = address;
-    s.upstream_can_read = s.upstream_fin_arrived = false;
-    s.upstream_can_write = true;
-    s.upstream_reusable = false;
+    s.reset_upstream_state(true);
     return true;
 }
 

@@ -88,6 +88,14 @@ enum class UpstreamWait : std::uint8_t {
 const char* end_reason_text(EndReason reason) noexcept;
 
 struct Session {
+    // What is known of the socket now in `upstream` starts afresh with each
+    // one: writable already when it comes connected (pooled, handed over, a
+    // racer that won), not yet when a connect is pending, or with none.
+    void reset_upstream_state(bool writable) noexcept {
+        upstream_can_read = upstream_fin_arrived = upstream_reusable = false;
+        upstream_can_write = writable;
+    }
+
     Fd client;
     Fd upstream;
     Fd racer;  // a second connection attempt racing `upstream` (Happy Eyeballs)
